@@ -1,0 +1,3 @@
+from raysearch.cli import main
+
+raise SystemExit(main())

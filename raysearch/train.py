@@ -1,0 +1,579 @@
+"""The two training stages, without Ray: the Ray Tune trainable calls exactly this code.
+
+    teacher = train_stage(TrainConfig(stage="teacher"), data)                       # 12 leads
+    student = train_stage(TrainConfig(stage="student", leads="4", alpha=1.0, sim="cosine"),
+                          data, teacher=teacher.export())                           # pseudo = True
+    base = train_stage(TrainConfig(stage="baseline", leads="4"), data)               # pseudo = False
+
+Student and baseline are one code path: the same network over the chosen leads; the student
+additionally gets the teacher's pseudo-classifier (frozen) and the similarity term
+
+    loss = BCEWithLogits(logits, y) + alpha * sim(v12, vx),   v12 = frozen teacher, same crop
+    sim:  l1     = mean |v12 - vx|              (mean absolute difference over batch and dims)
+          l2     = mean (v12 - vx)^2            (mean squared difference)
+          cosine = mean (1 - cos(v12, vx))     (per record, averaged over the batch)
+
+Training follows the PTB-XL benchmark's recipe: random 2.5 s crops, and at evaluation the
+sigmoid outputs of sliding windows averaged per record. AdamW with a one-cycle (or cosine)
+schedule; bfloat16 autocast optional. The validation fold (9) is evaluated every epoch; the test
+fold (10) only when the caller asks for the final figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from raysearch import UserError
+from raysearch.data import CLASSES, PTBXL, lead_label, parse_leads
+from raysearch.metrics import bootstrap_ci, macro_auc, per_class_auc
+from raysearch.models import ARCHS, ContrastiveNet, ModelConfig
+
+STAGES = ("teacher", "student", "baseline")
+SIMS = ("l1", "l2", "cosine")
+PRECISIONS = ("fp32", "bf16", "fp16")
+# Width/depth defaults per architecture: the teacher is InceptionTime, the student a resnet1d.
+ARCH_DEFAULTS = {"inception": {"width": 32, "depth": 6}, "resnet1d": {"width": 64, "depth": 4}}
+
+
+@dataclass
+class TrainConfig:
+    """One stage's settings, as plain data (it is what Tune samples and what checkpoints record)."""
+
+    stage: str = "teacher"  # teacher | student (pseudo = True) | baseline (pseudo = False)
+    leads: str = "12"
+    arch: str = ""  # default: inception for the teacher, resnet1d for student and baseline
+    width: int = 0  # 0: the architecture's default (ARCH_DEFAULTS)
+    depth: int = 0
+    embedding_size: int = 128
+    alpha: float = 1.0
+    sim: str = "cosine"
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    epochs: int = 10
+    batch_size: int = 64
+    schedule: str = "onecycle"  # onecycle | cosine
+    crop_seconds: float = 2.5  # 0: train on the whole 10 s
+    eval_stride_seconds: float = 0.0  # 0: windows side by side (stride = crop)
+    precision: str = "bf16"
+    device: str = "auto"
+    threads: int = 0  # torch threads; 0: torch's default
+    seed: int = 0
+    n_boot: int = 1000
+    extra: dict = field(default_factory=dict)  # free-form notes carried into metrics.json
+
+    def resolved(self) -> TrainConfig:
+        """Validate and fill the architecture defaults; raises UserError naming the bad value."""
+        if self.stage not in STAGES:
+            raise UserError(f"stage {self.stage!r}: expected one of {', '.join(STAGES)}")
+        arch = self.arch or ("inception" if self.stage == "teacher" else "resnet1d")
+        if arch not in ARCHS:
+            raise UserError(f"architecture {arch!r}: expected one of {', '.join(ARCHS)}")
+        if self.sim not in SIMS:
+            raise UserError(f"similarity {self.sim!r}: expected one of {', '.join(SIMS)}")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.schedule not in ("onecycle", "cosine"):
+            raise UserError(f"schedule {self.schedule!r}: expected onecycle or cosine")
+        leads = parse_leads(self.leads)
+        if self.stage == "teacher" and len(leads) != 12:
+            raise UserError(f"leads {self.leads!r}: the teacher reads all 12 leads")
+        for name in ("epochs", "batch_size", "embedding_size"):
+            if getattr(self, name) < 1:
+                raise UserError(f"{name} {getattr(self, name)}: expected a positive integer")
+        if not (self.lr > 0 and self.alpha >= 0):
+            raise UserError(f"lr {self.lr} / alpha {self.alpha}: expected lr > 0 and alpha >= 0")
+        return replace(
+            self,
+            arch=arch,
+            leads=lead_label(leads),
+            width=self.width or ARCH_DEFAULTS[arch]["width"],
+            depth=self.depth or ARCH_DEFAULTS[arch]["depth"],
+        )
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(
+            arch=self.arch,
+            n_leads=len(parse_leads(self.leads)),
+            width=self.width,
+            depth=self.depth,
+            embedding_size=self.embedding_size,
+        )
+
+
+def similarity(kind: str, v12: torch.Tensor, vx: torch.Tensor) -> torch.Tensor:
+    """The similarity loss between teacher and student embeddings: 0 when they are identical."""
+    if kind == "l1":
+        return (v12 - vx).abs().mean()
+    if kind == "l2":
+        return ((v12 - vx) ** 2).mean()
+    if kind == "cosine":
+        return (1.0 - nn.functional.cosine_similarity(v12, vx, dim=1)).mean()
+    raise ValueError(f"unknown similarity {kind!r}")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {name!r}: CUDA is not available on this machine")
+    return torch.device(name)
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    if cfg.precision == "fp16" and device.type != "cuda":
+        raise UserError("precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
+    return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def export_net(net: ContrastiveNet, cfg: TrainConfig) -> dict:
+    """A network as plain data: {'config': ..., 'model': state_dict}; what Ray's object store holds."""
+    return {
+        "config": asdict(cfg),
+        "model_config": net.cfg.to_dict(),
+        "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
+    }
+
+
+def import_net(blob: dict, source: str = "checkpoint") -> ContrastiveNet:
+    """Rebuild a network from `export_net`'s dict; a mismatch of weights and config is a UserError."""
+    cfg = ModelConfig.from_dict(blob["model_config"])
+    try:
+        net = ContrastiveNet(cfg)
+        net.load_state_dict(blob["model"])
+    except (RuntimeError, ValueError) as e:
+        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
+        raise UserError(
+            f"{source}: weights do not match its config (arch {cfg.arch}, "
+            f"{cfg.n_leads} leads, embedding {cfg.embedding_size}): {first}"
+        ) from None
+    return net
+
+
+def save_checkpoint(run_dir: str | os.PathLike, blob: dict) -> Path:
+    """Write `model.pt` (the state dict) and `config.json` (stage + model config) into run_dir."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.save(blob["model"], run_dir / "model.pt")
+    (run_dir / "config.json").write_text(
+        json.dumps({"config": blob["config"], "model_config": blob["model_config"]}, indent=1)
+    )
+    return run_dir / "model.pt"
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint written by `save_checkpoint` (a run dir or its model.pt), weights_only."""
+    path = Path(path)
+    run_dir = path if path.is_dir() else path.parent
+    weights, config = run_dir / "model.pt", run_dir / "config.json"
+    for f in (weights, config):
+        if not f.is_file():
+            raise UserError(f"{f}: missing; expected a raysearch checkpoint (model.pt + config.json)")
+    try:
+        meta = json.loads(config.read_text())
+        state = torch.load(weights, map_location="cpu", weights_only=True)
+    except (json.JSONDecodeError, RuntimeError, EOFError, OSError) as e:
+        raise UserError(f"{run_dir}: unreadable checkpoint ({str(e).splitlines()[0]})") from None
+    if not isinstance(meta, dict) or "model_config" not in meta or not isinstance(state, dict):
+        raise UserError(f"{config}: not a raysearch checkpoint config")
+    return {"config": meta["config"], "model_config": meta["model_config"], "model": state}
+
+
+def check_teacher(blob: dict, cfg: TrainConfig, source: str) -> None:
+    """A teacher for `cfg`'s student must be a 12-lead teacher with the student's embedding size."""
+    tcfg = blob["config"]
+    if tcfg.get("stage") != "teacher" or blob["model_config"]["n_leads"] != 12:
+        raise UserError(
+            f"{source}: a {tcfg.get('stage')} on leads {tcfg.get('leads')}; "
+            f"expected a 12-lead teacher checkpoint"
+        )
+    if blob["model_config"]["embedding_size"] != cfg.embedding_size:
+        raise UserError(
+            f"{source}: embedding size {blob['model_config']['embedding_size']}, but the student "
+            f"asks for {cfg.embedding_size}; expected the same size (or omit --embedding-size)"
+        )
+
+
+# ------------------------------------------------------------------------------- batches
+
+
+def _crops(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
+    """One random window of `length` samples per record."""
+    if length >= x.shape[2]:
+        return x
+    starts = rng.integers(0, x.shape[2] - length + 1, size=len(x))
+    idx = starts[:, None] + np.arange(length)[None, :]
+    return np.take_along_axis(x, idx[:, None, :], axis=2)
+
+
+def _window_starts(total: int, length: int, stride: int) -> list[int]:
+    """Sliding-window starts covering the whole record (the last window ends at its end)."""
+    if length >= total:
+        return [0]
+    starts = list(range(0, total - length + 1, stride))
+    return starts if starts[-1] == total - length else starts + [total - length]
+
+
+@torch.no_grad()
+def predict(
+    net: ContrastiveNet,
+    data: PTBXL,
+    rows: np.ndarray,
+    cfg: TrainConfig,
+    device: torch.device,
+    batch_records: int = 64,
+) -> np.ndarray:
+    """Sigmoid scores (n, 5): each record's sliding windows averaged (the benchmark's recipe)."""
+    net.eval()
+    leads = parse_leads(cfg.leads)
+    fs = data.sampling_rate
+    total = data.signals.shape[2]
+    length = int(cfg.crop_seconds * fs) if cfg.crop_seconds else total
+    stride = int((cfg.eval_stride_seconds or cfg.crop_seconds or 10) * fs)
+    starts = _window_starts(total, length, stride)
+    out = np.zeros((len(rows), len(CLASSES)), dtype=np.float32)
+    for s in range(0, len(rows), batch_records):
+        r = rows[s : s + batch_records]
+        x = data.standardized(r, leads)
+        windows = np.concatenate([x[:, :, a : a + length] for a in starts])  # (W*b, L, length)
+        meta = np.tile(data.meta[r], (len(starts), 1))
+        with _autocast(cfg, device):
+            _, logits = net(torch.from_numpy(windows).to(device), torch.from_numpy(meta).to(device))
+        p = torch.sigmoid(logits.float()).cpu().numpy().reshape(len(starts), len(r), -1)
+        out[s : s + len(r)] = p.mean(axis=0)
+    return out
+
+
+def evaluate(
+    net: ContrastiveNet,
+    data: PTBXL,
+    split: str,
+    cfg: TrainConfig,
+    device: torch.device,
+    with_ci: bool = False,
+) -> dict:
+    """Macro-AUC, per-class AUC (and the bootstrap CI) of `split`, plus the predictions."""
+    rows = data.split(split)
+    y_score = predict(net, data, rows, cfg, device)
+    y_true = data.labels[rows]
+    result = {
+        "macro_auc": macro_auc(y_true, y_score),
+        "per_class_auc": dict(zip(CLASSES, per_class_auc(y_true, y_score).tolist(), strict=True)),
+        "ecg_id": data.ecg_id[rows],
+        "y_true": y_true,
+        "y_score": y_score,
+    }
+    if with_ci:
+        result["macro_auc_ci"] = list(bootstrap_ci(y_true, y_score, n_boot=cfg.n_boot, seed=cfg.seed))
+    return result
+
+
+# -------------------------------------------------------------------------------- the stage
+
+
+@dataclass
+class StageResult:
+    """What a finished (or stopped) stage leaves: the network and its per-epoch history."""
+
+    cfg: TrainConfig
+    net: ContrastiveNet
+    history: list
+    device: torch.device
+
+    def export(self) -> dict:
+        return export_net(self.net, self.cfg)
+
+    @property
+    def best_val_auc(self) -> float:
+        return max((h["val_macro_auc"] for h in self.history), default=float("nan"))
+
+
+EpochCallback = Callable[[dict, Callable[[], dict]], "bool | None"]
+
+
+def train_stage(
+    cfg: TrainConfig,
+    data: PTBXL,
+    teacher: dict | None = None,
+    on_epoch: EpochCallback | None = None,
+    resume: dict | None = None,
+    progress: bool = False,
+) -> StageResult:
+    """Train one stage. `teacher` (export_net's dict) is required for the student stage.
+
+    After every epoch `on_epoch(metrics, state)` is called; `state()` returns everything needed to
+    resume (model, optimizer, scheduler, epoch, history) for a checkpoint, and a True return stops
+    training. `resume` is such a state: training continues after its epoch, bit-for-bit as if it
+    had not stopped (the shuffle and crops of epoch e are seeded by (seed, e)).
+    """
+    cfg = cfg.resolved()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    net = ContrastiveNet(cfg.model_config()).to(device)
+    leads = parse_leads(cfg.leads)
+    teacher_net = None
+    if cfg.stage == "student":
+        if teacher is None:
+            raise UserError("the student stage needs a teacher checkpoint (--teacher), or use --baseline")
+        check_teacher(teacher, cfg, "teacher")
+        teacher_net = import_net(teacher, "teacher").to(device).eval()
+        for p in teacher_net.parameters():
+            p.requires_grad_(False)
+        net.classifier.load_state_dict(teacher_net.classifier.state_dict())
+        for p in net.classifier.parameters():  # the pseudo-classifier stays the teacher's
+            p.requires_grad_(False)
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    train_rows = data.split("train")
+    steps_per_epoch = max(1, math.ceil(len(train_rows) / cfg.batch_size))
+    if cfg.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
+    history: list[dict] = []
+    start_epoch = 0
+    if resume is not None:
+        net.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        history = list(resume["history"])
+        start_epoch = int(resume["epoch"]) + 1
+    length = int(cfg.crop_seconds * data.sampling_rate) if cfg.crop_seconds else data.signals.shape[2]
+    bce = nn.BCEWithLogitsLoss()
+    all_leads = tuple(range(12))
+
+    def state(epoch: int) -> dict:
+        return {
+            "model": net.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "config": asdict(cfg),
+        }
+
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        order = rng.permutation(train_rows)
+        net.train()
+        if teacher_net is not None:
+            net.classifier.eval()  # frozen: no dropout either, it is the teacher's function
+        sums = {"loss": 0.0, "bce": 0.0, "sim": 0.0}
+        batches = range(0, len(order), cfg.batch_size)
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(
+                batches,
+                desc=f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}",
+                unit="batch",
+                leave=False,
+                file=sys.stderr,
+            )
+        for s in batches:
+            rows = np.sort(order[s : s + cfg.batch_size])  # sorted: faster reads from the memmap
+            x_all = _crops(
+                data.standardized(rows, all_leads if teacher_net is not None else leads), length, rng
+            )
+            x = torch.from_numpy(
+                np.ascontiguousarray(x_all[:, list(leads)] if teacher_net is not None else x_all)
+            )
+            meta = torch.from_numpy(data.meta[rows]).to(device)
+            y = torch.from_numpy(data.labels[rows]).to(device)
+            with _autocast(cfg, device):
+                vx, logits = net(x.to(device), meta)
+                loss_bce = bce(logits.float(), y)
+                if teacher_net is not None:
+                    with torch.no_grad():
+                        v12 = teacher_net.embed(torch.from_numpy(x_all).to(device), meta)
+                    loss_sim = similarity(cfg.sim, v12.float(), vx.float())
+                else:
+                    loss_sim = torch.zeros((), device=device)
+                loss = loss_bce + cfg.alpha * loss_sim
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            sums["loss"] += loss.item() * len(rows)
+            sums["bce"] += loss_bce.item() * len(rows)
+            sums["sim"] += loss_sim.item() * len(rows)
+        train_seconds = time.perf_counter() - t0
+        val = evaluate(net, data, "val", cfg, device)
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": sums["loss"] / len(order),
+            "bce_loss": sums["bce"] / len(order),
+            "sim_loss": sums["sim"] / len(order),
+            "val_macro_auc": val["macro_auc"],
+            **{f"val_auc_{c}": a for c, a in val["per_class_auc"].items()},
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_seconds": train_seconds,
+            "epoch_seconds": time.perf_counter() - t0,
+            "samples_per_s": len(order) / train_seconds,
+        }
+        history.append(metrics)
+        if progress:
+            print(
+                f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f} "
+                f"val macro-AUC {metrics['val_macro_auc']:.4f} ({metrics['epoch_seconds']:.0f} s, "
+                f"{metrics['samples_per_s']:.0f} samples/s)",
+                file=sys.stderr,
+            )
+        if on_epoch is not None and on_epoch(metrics, lambda e=epoch: state(e)):
+            break
+    return StageResult(cfg, net, history, device)
+
+
+def final_metrics(result: StageResult, data: PTBXL) -> tuple[dict, dict]:
+    """Validation and test figures of a finished stage; the only place the test fold is read."""
+    cfg = result.cfg
+    val = evaluate(result.net, data, "val", cfg, result.device, with_ci=True)
+    test = evaluate(result.net, data, "test", cfg, result.device, with_ci=True)
+    metrics = {
+        "stage": cfg.stage,
+        "pseudo": cfg.stage == "student" if cfg.stage != "teacher" else None,
+        "leads": cfg.leads,
+        "classes": list(CLASSES),
+        "val_macro_auc": val["macro_auc"],
+        "val_macro_auc_ci": val["macro_auc_ci"],
+        "val_per_class_auc": val["per_class_auc"],
+        "test_macro_auc": test["macro_auc"],
+        "test_macro_auc_ci": test["macro_auc_ci"],
+        "per_class_auc": test["per_class_auc"],
+        "epochs_run": len(result.history),
+        "history": result.history,
+        "config": asdict(cfg),
+    }
+    return metrics, {"val": val, "test": test}
+
+
+def write_run(run_dir: str | os.PathLike, result: StageResult, metrics: dict, predictions: dict) -> None:
+    """RUN_DIR: model.pt + config.json, metrics.json, predictions_{val,test}.npz."""
+    run_dir = Path(run_dir)
+    save_checkpoint(run_dir, result.export())
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    for split, p in predictions.items():
+        np.savez(
+            run_dir / f"predictions_{split}.npz", ecg_id=p["ecg_id"], y_true=p["y_true"], y_score=p["y_score"]
+        )
+
+
+# -------------------------------------------------------------------------------------- CLI
+
+
+def train_main(argv: list[str]) -> int:
+    """`python -m raysearch train`: one stage on the command line, with a progress bar."""
+    from raysearch.cli import add_data_options, load_data
+
+    d = TrainConfig()
+    p = argparse.ArgumentParser(
+        prog="raysearch train", description="train the teacher, a student or the baseline"
+    )
+    add_data_options(p)
+    p.add_argument("--leads", default="12", help="12, 6, 4, 3, 2 or comma-separated lead names")
+    p.add_argument("--out", required=True, help="RUN_DIR for the checkpoint, metrics and predictions")
+    p.add_argument(
+        "--teacher", help="teacher checkpoint (RUN_DIR or model.pt): trains a student (pseudo = True)"
+    )
+    p.add_argument("--baseline", action="store_true", help="the student without teacher (pseudo = False)")
+    p.add_argument("--alpha", type=float, default=d.alpha)
+    p.add_argument("--sim", default=d.sim, choices=SIMS)
+    p.add_argument(
+        "--embedding-size", type=int, default=None, help=f"default {d.embedding_size} or the teacher's"
+    )
+    p.add_argument("--lr", type=float, default=d.lr)
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--arch", default="", help=f"encoder: {', '.join(ARCHS)} (default by stage)")
+    p.add_argument("--width", type=int, default=0, help="model width (0: the architecture's default)")
+    p.add_argument("--depth", type=int, default=0)
+    p.add_argument("--schedule", default=d.schedule, choices=("onecycle", "cosine"))
+    p.add_argument("--crop-seconds", type=float, default=d.crop_seconds)
+    p.add_argument("--precision", default=d.precision, choices=PRECISIONS)
+    p.add_argument("--device", default=d.device)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--n-boot", type=int, default=d.n_boot)
+    a = p.parse_args(argv)
+
+    teacher = None
+    if a.teacher and a.baseline:
+        raise UserError("--teacher and --baseline exclude each other (the baseline has no teacher)")
+    if a.teacher:
+        teacher = load_checkpoint(a.teacher)
+        stage = "student"
+    else:
+        stage = "baseline" if a.baseline else "teacher"
+    if stage == "teacher" and len(parse_leads(a.leads)) != 12:
+        raise UserError(f"--leads {a.leads}: without --teacher or --baseline this trains the 12-lead teacher")
+    embedding = a.embedding_size or (
+        teacher["model_config"]["embedding_size"] if teacher else d.embedding_size
+    )
+    cfg = TrainConfig(
+        stage=stage,
+        leads=a.leads,
+        arch=a.arch,
+        width=a.width,
+        depth=a.depth,
+        embedding_size=embedding,
+        alpha=a.alpha,
+        sim=a.sim,
+        lr=a.lr,
+        weight_decay=a.weight_decay,
+        epochs=a.epochs,
+        batch_size=a.batch_size,
+        schedule=a.schedule,
+        crop_seconds=a.crop_seconds,
+        precision=a.precision,
+        device=a.device,
+        threads=a.threads,
+        seed=a.seed,
+        n_boot=a.n_boot,
+    )
+    cfg = cfg.resolved()
+    if teacher is not None:
+        check_teacher(teacher, cfg, str(a.teacher))
+    out = Path(a.out)
+    if (out / "metrics.json").exists():
+        raise UserError(f"{out}: already holds a finished run (metrics.json); choose another --out")
+    data = load_data(a)
+    print(
+        f"training {stage} on leads {cfg.leads} ({cfg.arch}, width {cfg.width}, depth {cfg.depth}, "
+        f"embedding {cfg.embedding_size}) -> {out}",
+        file=sys.stderr,
+    )
+    t0 = time.perf_counter()
+    result = train_stage(cfg, data, teacher=teacher, progress=True)
+    metrics, predictions = final_metrics(result, data)
+    metrics["wall_seconds"] = time.perf_counter() - t0
+    metrics["data"] = data.source
+    write_run(out, result, metrics, predictions)
+    lo, hi = metrics["test_macro_auc_ci"]
+    print(
+        f"val macro-AUC {metrics['val_macro_auc']:.4f}; test macro-AUC {metrics['test_macro_auc']:.4f} "
+        f"(95% CI {lo:.4f}-{hi:.4f}); {metrics['wall_seconds']:.0f} s; wrote {out}"
+    )
+    return 0

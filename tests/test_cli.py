@@ -1,0 +1,68 @@
+"""The command line as a user meets it: exit codes, one-line errors, JSON output."""
+
+import json
+import shutil
+
+from conftest import run_cli
+
+from raysearch.data import load_ptbxl, summary
+
+
+def _one_line_error(result, *fragments):
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.startswith("raysearch: error:")]
+    assert len(lines) == 1, result.stderr
+    for f in fragments:
+        assert f in result.stderr, result.stderr
+
+
+def test_data_info_json(real_ptbxl):
+    result = run_cli("data", "info", str(real_ptbxl), "--json")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(result.stdout)
+    assert info == summary(load_ptbxl(real_ptbxl, progress=False))
+    assert set(info["folds"]) == {str(f) for f in range(1, 11)}
+    assert list(info["classes"]) == ["NORM", "MI", "STTC", "CD", "HYP"]
+    assert info["sampling_rate"] == 100 and info["records"] + info["dropped"] == 400
+
+
+def test_data_info_human(real_ptbxl):
+    result = run_cli("data", "info", str(real_ptbxl))
+    assert result.returncode == 0 and "records with a diagnostic superclass" in result.stdout
+
+
+def test_synth_command_and_synthetic_data_option(tmp_path):
+    result = run_cli("data", "synth", str(tmp_path / "syn"), "--records", "40")
+    assert result.returncode == 0, result.stderr
+    info = json.loads(run_cli("data", "info", str(tmp_path / "syn"), "--json").stdout)
+    assert info["records"] + info["dropped"] == 40
+
+
+def test_bad_inputs_are_one_line_errors(real_ptbxl, tmp_path):
+    _one_line_error(run_cli("data", "info", str(tmp_path)), "ptbxl_database.csv: missing")
+    _one_line_error(run_cli("data", "info", str(tmp_path / "nope")), "not a directory")
+    root = tmp_path / "broken"
+    shutil.copytree(real_ptbxl, root)
+    (root / "ptbxl_database.csv").write_text(
+        (root / "ptbxl_database.csv").read_text().replace("scp_codes", "codes")
+    )
+    _one_line_error(run_cli("data", "info", str(root)), "missing column(s) scp_codes")
+    _one_line_error(
+        run_cli(
+            "train", "--data", str(real_ptbxl), "--leads", "I,V9", "--baseline", "--out", str(tmp_path / "r")
+        ),
+        "unknown lead V9",
+    )
+
+
+def test_bad_records_exit_nonzero_and_skip(real_ptbxl, tmp_path):
+    root = tmp_path / "bad"
+    shutil.copytree(real_ptbxl, root)
+    dat = root / "records100" / "00000" / "00001_lr.dat"
+    dat.write_bytes(dat.read_bytes()[:100])
+    result = run_cli("data", "info", str(root))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "00001_lr.dat: 100 bytes, expected 24000 (truncated)" in result.stderr
+    result = run_cli("data", "info", str(root), "--skip-bad-records")
+    assert result.returncode == 0 and "1 bad skipped" in result.stdout

@@ -1,0 +1,191 @@
+"""The PTB-XL reader against independent computation from the csv and WFDB files themselves."""
+
+import ast
+import csv
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from raysearch import UserError
+from raysearch import data as data_mod
+from raysearch.data import CLASSES, LEADS, lead_label, load_ptbxl, parse_leads, summary
+from raysearch.metadata import encode_metadata
+
+
+def _independent_labels(root: Path) -> dict[int, set[str]]:
+    """ecg_id -> superclasses, computed with the csv module only (no pandas, no raysearch)."""
+    with open(root / "scp_statements.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    code_col = next(iter(rows[0]))  # the unnamed first column holds the code
+    classes = {r[code_col]: r["diagnostic_class"] for r in rows if r["diagnostic"] in ("1", "1.0")}
+    out = {}
+    with open(root / "ptbxl_database.csv", newline="") as fh:
+        for r in csv.DictReader(fh):
+            out[int(r["ecg_id"])] = {classes[c] for c in ast.literal_eval(r["scp_codes"]) if c in classes}
+    return out
+
+
+def _copy(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest)
+    return dest
+
+
+def test_labels_and_counts_match_independent_computation(real_ptbxl):
+    ds = load_ptbxl(real_ptbxl, progress=False)
+    expected = _independent_labels(real_ptbxl)
+    kept = {k: v for k, v in expected.items() if v}
+    assert len(ds) == len(kept)
+    assert ds.dropped == len(expected) - len(kept) > 0
+    for row, ecg_id in enumerate(ds.ecg_id):
+        assert {CLASSES[i] for i in np.flatnonzero(ds.labels[row])} == kept[int(ecg_id)]
+    info = summary(ds)
+    counts = Counter(c for v in kept.values() for c in v)
+    assert info["classes"] == {c: counts[c] for c in CLASSES}
+
+
+def test_fold_sizes_and_splits(real_ptbxl):
+    ds = load_ptbxl(real_ptbxl, progress=False)
+    labels = _independent_labels(real_ptbxl)
+    with open(real_ptbxl / "ptbxl_database.csv", newline="") as fh:
+        folds = Counter(int(r["strat_fold"]) for r in csv.DictReader(fh) if labels[int(r["ecg_id"])])
+    assert summary(ds)["folds"] == {str(f): folds[f] for f in range(1, 11)}
+    assert set(ds.folds[ds.split("train")]) <= set(range(1, 9))
+    assert set(ds.folds[ds.split("val")]) == {9} and set(ds.folds[ds.split("test")]) == {10}
+    assert len(ds.split("train")) + len(ds.split("val")) + len(ds.split("test")) == len(ds)
+
+
+def test_lead_order_and_a_known_sample(real_ptbxl):
+    ds = load_ptbxl(real_ptbxl, progress=False)
+    row = 7
+    ecg_id = int(ds.ecg_id[row])
+    stem = real_ptbxl / "records100" / "00000" / f"{ecg_id:05d}_lr"
+    header = stem.with_suffix(".hea").read_text().splitlines()
+    assert [line.split()[-1] for line in header[1:13]] == [n.upper() for n in LEADS]
+    raw = np.fromfile(stem.with_suffix(".dat"), dtype="<i2").reshape(1000, 12)  # format 16, interleaved
+    assert np.array_equal(ds.signals[row], raw.T)
+    gain = float(header[1].split()[2].split("(")[0].split("/")[0])
+    lead = LEADS.index("V2")
+    got = ds.standardized(np.array([row]), (lead,))[0, 0, 123]
+    want = (raw[123, lead] / gain - ds.mean[lead]) / ds.std[lead]
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_standardization_uses_training_folds_only(real_ptbxl):
+    ds = load_ptbxl(real_ptbxl, progress=False)
+    train = ds.split("train")
+    mv = ds.signals[train].astype(np.float64) / 1000.0
+    assert np.allclose(ds.mean, mv.mean(axis=(0, 2)), atol=1e-6)
+    assert np.allclose(ds.std, mv.std(axis=(0, 2)), rtol=1e-4)
+    everything = ds.signals[:].astype(np.float64) / 1000.0
+    assert not np.allclose(ds.std, everything.std(axis=(0, 2)), rtol=1e-4)
+
+
+def test_metadata_matches_csv(real_ptbxl):
+    ds = load_ptbxl(real_ptbxl, progress=False)
+    with open(real_ptbxl / "ptbxl_database.csv", newline="") as fh:
+        rows = {int(r["ecg_id"]): r for r in csv.DictReader(fh)}
+    raw = np.array(
+        [[float(rows[int(e)][k] or "nan") for k in ("age", "sex", "height", "weight")] for e in ds.ecg_id]
+    )
+    assert np.allclose(ds.raw_meta, raw, equal_nan=True)
+    assert np.allclose(ds.meta, encode_metadata(*raw.T))
+    assert np.isnan(raw[:, 2]).mean() > 0.5  # height is mostly missing in PTB-XL
+
+
+def test_lead_subsets():
+    assert parse_leads("12") == tuple(range(12))
+    assert parse_leads("6") == (0, 1, 2, 3, 4, 5)
+    assert parse_leads("4") == (0, 1, 2, 7)
+    assert parse_leads("3") == (0, 1, 7)
+    assert parse_leads("2") == (0, 1)
+    assert parse_leads("i, AVR ,v6") == (0, 3, 11)
+    assert lead_label(parse_leads("I,II,V2")) == "3"
+    assert lead_label(parse_leads("V1,V2")) == "V1,V2"
+    for bad in ("V7", "5", "I,I", ""):
+        with pytest.raises(UserError):
+            parse_leads(bad)
+
+
+def test_cache_is_reused_and_never_stale(real_ptbxl, tmp_path, monkeypatch):
+    root = _copy(real_ptbxl, tmp_path / "ptbxl")
+    first = load_ptbxl(root, progress=False)
+    assert isinstance(first.signals, np.memmap)
+
+    def boom(*a, **k):
+        raise AssertionError("converted again although nothing changed")
+
+    monkeypatch.setattr(data_mod, "_convert", boom)
+    again = load_ptbxl(root, progress=False)
+    assert np.array_equal(again.signals, first.signals)
+    monkeypatch.undo()
+
+    stem = root / "records100" / "00000" / f"{int(first.ecg_id[0]):05d}_lr"
+    raw = np.fromfile(stem.with_suffix(".dat"), dtype="<i2")
+    (raw + 7).astype("<i2").tofile(stem.with_suffix(".dat"))  # same size, new content
+    changed = load_ptbxl(root, progress=False)
+    assert np.array_equal(changed.signals[0], (raw + 7).reshape(1000, 12).T)
+
+
+def test_release_103_ages_and_fewer_rows(real_ptbxl, tmp_path):
+    root = _copy(real_ptbxl, tmp_path / "ptbxl103")
+    import pandas as pd
+
+    db = pd.read_csv(root / "ptbxl_database.csv")
+    db = db.iloc[5:].copy()  # 1.0.3 dropped some rows
+    target = db.index[0]
+    db.loc[target, "age"] = 300  # 1.0.3 writes ages over 89 as 300
+    db.to_csv(root / "ptbxl_database.csv", index=False)
+    ds = load_ptbxl(root, progress=False)
+    row = int(np.flatnonzero(ds.ecg_id == db.loc[target, "ecg_id"])[0])
+    assert np.allclose(ds.meta[row], encode_metadata([95.0], *[[v] for v in ds.raw_meta[row, 1:]])[0])
+    assert ds.ecg_id.min() == db["ecg_id"].min()
+
+
+def _expect_error(root, *fragments, **kwargs):
+    with pytest.raises(UserError) as err:
+        load_ptbxl(root, progress=False, **kwargs)
+    for f in fragments:
+        assert f in str(err.value), str(err.value)
+    return str(err.value)
+
+
+def test_missing_csv_and_column(real_ptbxl, tmp_path):
+    root = _copy(real_ptbxl, tmp_path / "a")
+    (root / "scp_statements.csv").unlink()
+    _expect_error(root, "scp_statements.csv: missing")
+    root = _copy(real_ptbxl, tmp_path / "b")
+    text = (root / "ptbxl_database.csv").read_text().replace("strat_fold", "fold", 1)
+    (root / "ptbxl_database.csv").write_text(text)
+    _expect_error(root, "missing column(s) strat_fold")
+    _expect_error(tmp_path, "ptbxl_database.csv: missing", "not a PTB-XL folder")
+    _expect_error(real_ptbxl, "records500: missing", sampling_rate=500)
+
+
+def test_bad_records_listed_at_once_and_skippable(real_ptbxl, tmp_path):
+    root = _copy(real_ptbxl, tmp_path / "bad")
+    ok = load_ptbxl(real_ptbxl, progress=False)
+    ids = [int(i) for i in ok.ecg_id[:4]]
+    stems = [root / "records100" / "00000" / f"{i:05d}_lr" for i in ids]
+    stems[0].with_suffix(".dat").unlink()  # missing record file
+    dat = stems[1].with_suffix(".dat")
+    dat.write_bytes(dat.read_bytes()[:5000])  # truncated
+    hea = stems[2].with_suffix(".hea")
+    hea.write_text(hea.read_text().replace(" 12 100 1000", " 12 100 999", 1))  # length disagrees
+    hea = stems[3].with_suffix(".hea")
+    hea.write_text(hea.read_text().replace(" 12 100 1000", " 12 250 1000", 1))  # rate disagrees
+    msg = _expect_error(
+        root,
+        "4 bad record(s)",
+        "--skip-bad-records",
+        f"{ids[0]:05d}_lr.dat: missing",
+        f"{ids[1]:05d}_lr.dat: 5000 bytes, expected 24000 (truncated)",
+        "999 samples at 100 Hz, expected 1000 at 100 Hz",
+        "1000 samples at 250 Hz",
+    )
+    assert msg.count("\n") == 4  # the summary line, then one line per bad record
+    ds = load_ptbxl(root, progress=False, skip_bad_records=True)
+    assert len(ds) == len(ok) - 4 and len(ds.skipped) == 4
+    assert not set(ids) & set(ds.ecg_id.tolist())
