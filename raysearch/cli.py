@@ -15,7 +15,7 @@ import sys
 
 from raysearch import UserError
 
-SUBCOMMANDS = ("data", "train", "search", "report")
+SUBCOMMANDS = ("data", "train", "search")
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -116,10 +116,6 @@ def main(argv: list[str] | None = None) -> int:
             from raysearch.train import train_main
 
             return train_main(rest)
-        if command == "report":
-            from raysearch.report import report_main
-
-            return report_main(rest)
         from raysearch.tuner import search_main
 
         return search_main(rest)

@@ -126,56 +126,21 @@ def test_final_metrics_read_test_only_at_the_end(data, teacher):
 
 
 def test_train_cli_writes_run_dir(tmp_path, synthetic_ptbxl):
-    common = [
-        "--data",
-        str(synthetic_ptbxl),
-        "--epochs",
-        "2",
-        "--width",
-        "8",
-        "--depth",
-        "2",
-        "--n-boot",
-        "50",
-    ]
+    common = f"--data {synthetic_ptbxl} --epochs 2 --width 8 --depth 2 --n-boot 50".split()
+    student = f"train --leads 4 --teacher {tmp_path / 't'}".split()
     t = run_cli("train", "--leads", "12", "--out", str(tmp_path / "t"), "--embedding-size", "16", *common)
     assert t.returncode == 0, t.stderr
-    s = run_cli(
-        "train",
-        "--leads",
-        "4",
-        "--teacher",
-        str(tmp_path / "t"),
-        "--out",
-        str(tmp_path / "s"),
-        "--alpha",
-        "0.3",
-        "--sim",
-        "l2",
-        *common,
-    )
+    s = run_cli(*student, "--out", str(tmp_path / "s"), "--alpha", "0.3", "--sim", "l2", *common)
     assert s.returncode == 0, s.stderr
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
     for key in ("val_macro_auc", "test_macro_auc", "test_macro_auc_ci", "per_class_auc", "classes", "config"):
         assert key in metrics
-    assert (
-        metrics["config"]["embedding_size"] == 16 and metrics["config"]["sim"] == "l2"
-    )  # the teacher's size
+    assert metrics["config"]["embedding_size"] == 16  # the teacher's size
+    assert metrics["config"]["sim"] == "l2"
     for split in ("val", "test"):
         p = np.load(tmp_path / "s" / f"predictions_{split}.npz")
         assert p["y_true"].shape == p["y_score"].shape and p["y_true"].shape[1] == 5 and len(p["ecg_id"])
-    bad = run_cli(
-        "train",
-        "--leads",
-        "4",
-        "--teacher",
-        str(tmp_path / "t"),
-        "--out",
-        str(tmp_path / "x"),
-        "--embedding-size",
-        "32",
-        *common,
-    )
+    bad = run_cli(*student, "--out", str(tmp_path / "x"), "--embedding-size", "32", *common)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "embedding size 16" in bad.stderr
     bad = run_cli(
         "train", "--leads", "4", "--teacher", str(tmp_path / "s"), "--out", str(tmp_path / "x"), *common

@@ -1,0 +1,203 @@
+"""Search spaces: a YAML file read and checked before Ray starts.
+
+    constants:                 # TrainConfig fields fixed for every trial (epochs, width, ...)
+      epochs: 4
+    teacher:
+      constants: {depth: 3}    # the teacher's own fixed fields (override `constants`)
+      space:
+        lr: {loguniform: [1.0e-3, 1.0e-2]}
+    student:
+      constants: {}
+      space:
+        alpha: {loguniform: [0.01, 10.0]}
+        sim: {choice: [l1, l2, cosine]}
+        embedding_size: {choice: [32, 64]}
+        lr: {loguniform: [1.0e-4, 1.0e-2]}
+    asha: {grace_period: 1, reduction_factor: 2}
+    leads:                     # per lead subset: anything above, overridden
+      "2": {constants: {epochs: 6}}
+
+Distributions: `uniform: [low, high]`, `loguniform: [low, high]` (low > 0), `int: [low, high]`,
+`choice: [a, b, ...]`. Every embedding size a student may sample needs a trained teacher, so
+`embedding_size` must be a constant or a `choice`. The baseline (pseudo = False) searches the
+student space less `alpha` and `sim`, which do not apply to it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import fields
+from pathlib import Path
+
+import yaml
+
+from raysearch import UserError
+from raysearch.data import LEAD_SUBSETS
+from raysearch.train import SIMS, TrainConfig
+
+DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
+TOP_KEYS = ("constants", "teacher", "student", "asha", "leads")
+STAGE_KEYS = ("constants", "space")
+ASHA_KEYS = ("grace_period", "reduction_factor")
+CONFIG_FIELDS = {f.name for f in fields(TrainConfig)} - {"stage", "leads", "extra"}
+SEARCHABLE = {
+    "teacher": {"lr", "weight_decay", "embedding_size"},
+    "student": {"alpha", "sim", "embedding_size", "lr", "weight_decay"},
+}
+
+
+def _check_keys(where: str, got: dict, allowed, path: str) -> None:
+    if not isinstance(got, dict):
+        raise UserError(f"{path}: {where} must be a mapping, got {type(got).__name__}")
+    unknown = sorted(set(got) - set(allowed))
+    if unknown:
+        raise UserError(
+            f"{path}: unknown key {where + '.' if where else ''}{unknown[0]}; "
+            f"expected one of {', '.join(sorted(allowed))}"
+        )
+
+
+def _check_distribution(where: str, spec, path: str) -> None:
+    if not isinstance(spec, dict) or len(spec) != 1:
+        raise UserError(f"{path}: {where} must be one distribution, e.g. {{loguniform: [1.0e-4, 1.0e-2]}}")
+    ((kind, args),) = spec.items()
+    if kind not in DISTRIBUTIONS:
+        raise UserError(
+            f"{path}: {where}: unknown distribution {kind!r}; expected one of {', '.join(DISTRIBUTIONS)}"
+        )
+    if kind == "choice":
+        if not isinstance(args, list) or not args:
+            raise UserError(f"{path}: {where}: choice needs a non-empty list")
+        return
+    if not (isinstance(args, list) and len(args) == 2 and all(isinstance(a, (int, float)) for a in args)):
+        raise UserError(f"{path}: {where}: {kind} needs [low, high], got {args!r}")
+    low, high = args
+    if not low < high:
+        raise UserError(f"{path}: {where}: {kind} bounds [{low}, {high}] need low < high")
+    if kind == "loguniform" and low <= 0:
+        raise UserError(f"{path}: {where}: loguniform needs low > 0, got {low}")
+
+
+def _check_values(where: str, name: str, values: list, path: str) -> None:
+    if name == "sim" and not set(values) <= set(SIMS):
+        raise UserError(f"{path}: {where}: sim {values!r}; expected values from {', '.join(SIMS)}")
+    if name in ("embedding_size", "epochs", "batch_size", "width", "depth") and not all(
+        isinstance(v, int) and v > 0 for v in values
+    ):
+        raise UserError(f"{path}: {where}: {name} {values!r}; expected positive integers")
+
+
+def _check_stage(stage: str, section: dict, path: str, prefix: str) -> None:
+    _check_keys(f"{prefix}{stage}", section, STAGE_KEYS, path)
+    _check_constants(f"{prefix}{stage}.constants", section.get("constants", {}), path)
+    space = section.get("space", {})
+    _check_keys(f"{prefix}{stage}.space", space, SEARCHABLE[stage], path)
+    for name, spec in space.items():
+        where = f"{prefix}{stage}.space.{name}"
+        _check_distribution(where, spec, path)
+        ((kind, args),) = spec.items()
+        if name == "embedding_size" and kind != "choice":
+            raise UserError(f"{path}: {where}: embedding_size must be a choice (each size needs a teacher)")
+        if kind == "choice":
+            _check_values(where, name, args, path)
+
+
+def _check_constants(where: str, constants: dict, path: str) -> None:
+    _check_keys(where, constants, CONFIG_FIELDS, path)
+    for name, value in constants.items():
+        _check_values(f"{where}.{name}", name, [value], path)
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        out[k] = _merge(out.get(k, {}), v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def load_space(path: str | Path) -> dict:
+    """Read and validate a space file; raises UserError naming the file and the offending key."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such search space file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    _check_keys("", raw, TOP_KEYS, path)
+    _check_constants("constants", raw.get("constants", {}), path)
+    for stage in ("teacher", "student"):
+        _check_stage(stage, raw.get(stage, {}), path, "")
+    _check_keys("asha", raw.get("asha", {}), ASHA_KEYS, path)
+    for leads, override in (raw.get("leads") or {}).items():
+        if str(leads) not in LEAD_SUBSETS:
+            raise UserError(
+                f"{path}: leads.{leads}: expected a named lead subset ({', '.join(LEAD_SUBSETS)})"
+            )
+        _check_keys(f"leads.{leads}", override, ("constants", "student", "asha"), path)
+        _check_constants(f"leads.{leads}.constants", override.get("constants", {}), path)
+        if "student" in override:
+            _check_stage("student", override["student"], path, f"leads.{leads}.")
+    raw["_path"] = str(path)
+    return raw
+
+
+def stage_space(space: dict, stage: str, leads: str | None = None) -> tuple[dict, dict, dict]:
+    """(constants, distributions, asha settings) of one stage, with the lead subset's overrides.
+
+    stage is 'teacher', 'student' or 'baseline' (the student's space without alpha and sim).
+    """
+    section = "teacher" if stage == "teacher" else "student"
+    merged = space
+    if leads is not None and str(leads) in (space.get("leads") or {}):
+        merged = _merge(space, space["leads"][str(leads)])
+    constants = {**merged.get("constants", {}), **merged.get(section, {}).get("constants", {})}
+    dists = dict(merged.get(section, {}).get("space", {}))
+    if stage == "baseline":
+        dists = {k: v for k, v in dists.items() if k not in ("alpha", "sim")}
+    asha = {"grace_period": 1, "reduction_factor": 2, **merged.get("asha", {})}
+    return constants, dists, asha
+
+
+def embedding_sizes(space: dict, leads: list[str]) -> list[int]:
+    """Every embedding size a student (or baseline) may use: each needs a teacher."""
+    sizes = set()
+    for lead in leads:
+        constants, dists, _ = stage_space(space, "student", lead)
+        if "embedding_size" in dists:
+            sizes.update(dists["embedding_size"]["choice"])
+        else:
+            sizes.add(constants.get("embedding_size", TrainConfig.embedding_size))
+    return sorted(sizes)
+
+
+def to_optuna(dists: dict) -> dict:
+    """YAML distributions as Optuna distributions (what OptunaSearch samples)."""
+    import optuna.distributions as od
+
+    out = {}
+    for name, spec in dists.items():
+        ((kind, args),) = spec.items()
+        if kind == "choice":
+            out[name] = od.CategoricalDistribution(list(args))
+        elif kind == "int":
+            out[name] = od.IntDistribution(int(args[0]), int(args[1]))
+        else:
+            out[name] = od.FloatDistribution(float(args[0]), float(args[1]), log=kind == "loguniform")
+    return out
+
+
+def to_tune(dists: dict) -> dict:
+    """YAML distributions as Ray Tune sample domains (for the teacher's random search)."""
+    from ray import tune
+
+    out = {}
+    for name, spec in dists.items():
+        ((kind, args),) = spec.items()
+        out[name] = {
+            "choice": lambda a: tune.choice(list(a)),
+            "int": lambda a: tune.randint(a[0], a[1] + 1),
+            "uniform": lambda a: tune.uniform(*a),
+            "loguniform": lambda a: tune.loguniform(*a),
+        }[kind](args)
+    return out

@@ -1,0 +1,65 @@
+"""One Ray Tune trial: `train_stage` (train.py) with a report and a checkpoint every epoch.
+
+The prepared dataset and the teachers reach the trial as object refs (put once by the driver,
+passed with `tune.with_parameters`): `ray.get` maps the numpy arrays zero-copy from the node's
+object store, so a trial never reads PTB-XL from disk and never copies the teacher into its config.
+A trial restarted after a crash (FailureConfig) resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+
+from raysearch.train import TrainConfig, train_stage
+
+STATE_FILE = "state.pt"
+_CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
+
+
+def trial_config(config: dict) -> TrainConfig:
+    """The TrainConfig of a Tune config (extra keys such as `pseudo` are Tune-side labels)."""
+    return TrainConfig(**{k: v for k, v in config.items() if k in _CONFIG_FIELDS})
+
+
+def _resolve(ref):
+    import ray
+
+    return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
+
+
+def train_trial(config: dict, data=None, teachers: dict | None = None) -> None:
+    """The Tune function trainable. `data`: ref of a PTBXL; `teachers`: embedding size -> ref."""
+    import ray
+    from ray import tune
+
+    cfg = trial_config(config)
+    dataset = _resolve(data)
+    teacher = _resolve(teachers[cfg.embedding_size]) if cfg.stage == "student" else None
+    checkpoint = tune.get_checkpoint()
+    resume = load_trial_state(checkpoint) if checkpoint is not None else None
+    restarts = 0 if resume is None else int(resume.get("restarts", 0)) + 1
+    node_id = ray.get_runtime_context().get_node_id()  # which node ran it (multi-node accounting)
+
+    def report(metrics: dict, state) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            torch.save({**state(), "restarts": restarts}, os.path.join(d, STATE_FILE))
+            # restarts: how often this trial came back from a crash (FailureConfig) or a resume
+            tune.report(
+                {**metrics, "restarts": restarts, "node_id": node_id},
+                checkpoint=tune.Checkpoint.from_directory(d),
+            )
+
+    train_stage(cfg, dataset, teacher=teacher, on_epoch=report, resume=resume)
+    if torch.cuda.is_available():  # actors are reused: give the GPU memory back to the next trial
+        torch.cuda.empty_cache()
+
+
+def load_trial_state(checkpoint) -> dict:
+    """The training state saved in a trial's Tune checkpoint (model, optimizer, config, ...)."""
+    with checkpoint.as_directory() as d:
+        return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)

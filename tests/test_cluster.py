@@ -1,0 +1,124 @@
+"""cluster.yaml validated offline by Ray's own autoscaler checks, and a multi-node search on one machine."""
+
+import copy
+import json
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO
+from test_tuner import _finish, _kill_matching, _search, _trial_dirs, _wait_for
+
+
+def _validate(config: dict) -> dict:
+    """What `ray up` runs on the file before it contacts a cloud."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared = prepare_config(copy.deepcopy(config))
+    validate_config(prepared)
+    return prepared
+
+
+@pytest.mark.parametrize("name", ["cluster.yaml", "cluster-onprem.yaml"])
+def test_cluster_files_validate(name):
+    config = yaml.safe_load((REPO / name).read_text())
+    prepared = _validate(config)
+    assert prepared["max_workers"] >= 1
+    assert "raysearch" in " ".join(prepared["setup_commands"])
+    if name == "cluster.yaml":
+        types = prepared["available_node_types"]
+        assert types["head"]["resources"]["GPU"] == 0
+        assert all(types[t]["resources"]["GPU"] == 1 for t in ("gpu_spot", "gpu_ondemand"))
+        assert types["gpu_spot"]["node_config"]["InstanceMarketOptions"]["MarketType"] == "spot"
+        assert "data download" in " ".join(prepared["head_setup_commands"])
+        text = (REPO / name).read_text().lower()
+        assert "aws_secret" not in text and "access_key" not in text
+
+
+def test_broken_cluster_file_is_rejected():
+    config = yaml.safe_load((REPO / "cluster.yaml").read_text())
+    broken = copy.deepcopy(config)
+    broken["available_node_types"]["gpu_spot"]["resources"] = "one GPU"
+    with pytest.raises(Exception, match="is not of type 'object'"):
+        _validate(broken)
+    broken = copy.deepcopy(config)
+    broken["max_workers"] = "eight"
+    with pytest.raises(Exception, match="is not of type 'integer'"):
+        _validate(broken)
+
+
+@pytest.fixture()
+def cluster():
+    """Head (no CPU: it only holds the driver's objects) and two 1-CPU worker nodes on this machine."""
+    ray_tmp = tempfile.mkdtemp(prefix="rsc", dir="/tmp")
+    os.environ["RAY_TMPDIR"] = ray_tmp
+    os.environ["RAY_AUTH_MODE"] = "disabled"
+    from ray.cluster_utils import Cluster
+
+    c = Cluster(
+        initialize_head=True, connect=False, head_node_args={"num_cpus": 0, "include_dashboard": False}
+    )
+    workers = [c.add_node(num_cpus=1) for _ in range(2)]
+    c.wait_for_nodes()
+    yield c, workers, ray_tmp
+    c.shutdown()
+    _kill_matching(ray_tmp)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    os.environ.pop("RAY_TMPDIR", None)
+
+
+def test_multi_node_search_spreads_and_survives_a_lost_node(cluster, tmp_path, synthetic_ptbxl):
+    from test_tuner import MICRO
+
+    c, workers, ray_tmp = cluster
+    space = tmp_path / "micro.yaml"
+    space.write_text(MICRO.replace("epochs: 2", "epochs: 3"))
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    storage = tmp_path / "runs"
+    proc = _search(
+        env,
+        space,
+        storage,
+        synthetic_ptbxl,
+        "--leads",
+        "4",
+        "--trials",
+        "4",
+        "--no-baseline",
+        "--address",
+        c.address,
+        "--max-failures",
+        "3",
+    )
+    run_dir = storage / "run"
+
+    def running_student():
+        for d in _trial_dirs(run_dir, "student-4"):
+            lines = (d / "result.json").read_text().splitlines() if (d / "result.json").is_file() else []
+            if lines and json.loads(lines[-1])["training_iteration"] < 3:
+                return json.loads(lines[-1])["node_id"]
+        return None
+
+    _wait_for(lambda: running_student() is not None, what="a student trial mid-training")
+    victim = next(w for w in workers if w.node_id == running_student()) if running_student() else workers[0]
+    c.remove_node(victim)  # a worker node goes away mid-trial
+    c.add_node(num_cpus=1)  # and the autoscaler (here: the test) brings another
+    out = _finish(proc)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    r = summary["leads"]["4"]["student"]
+    assert r["trials"] == 4 and r["errored"] == 0 and r["restarted"] >= 1, out[-3000:]
+
+    nodes = set()
+    for d in _trial_dirs(run_dir, "student-4"):
+        nodes.update(json.loads(line)["node_id"] for line in (d / "result.json").read_text().splitlines())
+    assert len(nodes) >= 2  # trials ran on several nodes
+    head_id = c.head_node.node_id
+    assert head_id not in nodes  # the head has no CPU: every trial ran on a worker node ...
+    # ... so the data and the teacher reached them only through the object store
+    per_node = summary["object_store"]["after_teachers"]["bytes_used_per_node"]
+    assert per_node[head_id] > 0
+    assert time.time() > 0 and Path(run_dir / "teachers").is_dir()

@@ -1,0 +1,250 @@
+"""End-to-end searches on tiny models: summary, object store, TensorBoard, crashes, resume.
+
+Each search runs `python -m raysearch` in a subprocess with its own local Ray (RAY_TMPDIR in a
+short temp dir, token auth off), two trials at a time on this 2-core machine.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+MICRO = """
+constants: {epochs: 2, batch_size: 64, crop_seconds: 2.5, precision: fp32, n_boot: 50}
+teacher:
+  constants: {arch: inception, width: 4, depth: 3, lr: 5.0e-3}
+student:
+  constants: {arch: resnet1d, width: 8, depth: 2}
+  space:
+    alpha: {loguniform: [0.1, 3.0]}
+    sim: {choice: [l1, l2, cosine]}
+    embedding_size: {choice: [16]}
+    lr: {loguniform: [1.0e-3, 1.0e-2]}
+asha: {grace_period: 1, reduction_factor: 2}
+"""
+
+
+@pytest.fixture()
+def ray_env(tmp_path):
+    """Environment for a search subprocess: short RAY_TMPDIR, no token auth, private cache."""
+    ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")
+    space = tmp_path / "micro.yaml"
+    space.write_text(MICRO)
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
+    yield env, space, tmp_path / "runs"
+    _kill_matching(ray_tmp)  # anything a killed driver left behind
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _kill_matching(fragment: str) -> None:
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if fragment in cmd and int(pid) != os.getpid():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except OSError:
+                    pass
+
+
+def _search(env, space, storage, data, *extra, name="run"):
+    args = [
+        sys.executable,
+        "-m",
+        "raysearch",
+        "--space",
+        str(space),
+        "--data",
+        str(data),
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        "--num-cpus",
+        "2",
+        "--max-concurrent",
+        "2",
+        "--teacher-trials",
+        "1",
+        *extra,
+    ]
+    return subprocess.Popen(
+        args,
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+
+
+def _finish(proc, timeout=900):
+    out, _ = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, out[-4000:]
+    return out
+
+
+def _hparams(run_dir: Path) -> list[dict]:
+    """HParams of every trial, read back from the TensorBoard event files."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    found = []
+    for path in run_dir.rglob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == "_hparams_/session_start_info":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    found.append(
+                        {
+                            k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                            for k, v in data.session_start_info.hparams.items()
+                        }
+                    )
+    return found
+
+
+def _scalars(run_dir: Path) -> set[str]:
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    tags = set()
+    for path in run_dir.rglob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(path)).Load():
+            tags.update(v.tag for v in event.summary.value)
+    return tags
+
+
+def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl):
+    env, space, storage = ray_env
+    out = _finish(_search(env, space, storage, synthetic_ptbxl, "--leads", "4", "--trials", "3"))
+    run_dir = storage / "run"
+    assert f"RUN_DIR {run_dir}" in out and "Trial status" in out  # Tune's live table
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (run_dir / "summary.md").read_text().startswith("# raysearch summary")
+    for arm in ("student", "baseline"):
+        r = summary["leads"]["4"][arm]
+        assert (
+            r["trials"] == 3 and r["finished"] + r["stopped_early"] + r["errored"] == 3 and r["errored"] == 0
+        )
+        assert 0.5 < r["val_macro_auc"] <= 1 and len(r["test_macro_auc_ci"]) == 2
+        assert (Path(r["best_dir"]) / "predictions_test.npz").is_file()
+    assert set(summary["leads"]["4"]["student"]["best_config"]) == {"alpha", "sim", "embedding_size", "lr"}
+    assert set(summary["leads"]["4"]["baseline"]["best_config"]) == {"embedding_size", "lr"}
+    assert (run_dir / "teachers" / "16" / "model.pt").is_file()
+
+    # the teacher went into the object store once: the student stage created far fewer bytes than
+    # one teacher per trial would need (Ray's own accounting)
+    teacher_bytes = (run_dir / "teachers" / "16" / "model.pt").stat().st_size
+    stats = summary["object_store"]
+    created = (
+        stats["after_students"]["cumulative_created_bytes"]
+        - stats["after_teachers"]["cumulative_created_bytes"]
+    )
+    assert stats["after_teachers"]["bytes_used"] > teacher_bytes
+    assert created < teacher_bytes, (created, teacher_bytes)
+
+    hparams = _hparams(run_dir)
+    students = [h for h in hparams if h.get("stage") == "student"]
+    assert len(students) == 3
+    assert all({"alpha", "sim", "embedding_size", "lr", "leads", "pseudo"} <= set(h) for h in students)
+    assert all(h["pseudo"] is True and h["leads"] == "4" for h in students)
+    assert any(h.get("pseudo") is False for h in hparams)
+    tags = _scalars(run_dir)
+    for tag in ("train_loss", "sim_loss", "val_macro_auc", "val_auc_MI"):
+        assert any(t.endswith(tag) for t in tags), tag
+
+
+def test_search_on_real_subset(ray_env, real_ptbxl):
+    env, space, storage = ray_env
+    _finish(_search(env, space, storage, real_ptbxl, "--leads", "2", "--trials", "2", "--no-baseline"))
+    summary = json.loads((storage / "run" / "summary.json").read_text())
+    assert list(summary["leads"]["2"]) == ["student"] and summary["leads"]["2"]["student"]["trials"] == 2
+    assert summary["records"] < 400
+
+
+def _trial_dirs(run_dir: Path, stage: str) -> list[Path]:
+    return sorted(p for p in (run_dir / stage).glob("train_trial_*") if p.is_dir())
+
+
+def _finished_trials(run_dir: Path, stage: str, epochs: int = 2) -> list[Path]:
+    done = []
+    for d in _trial_dirs(run_dir, stage):
+        lines = (d / "result.json").read_text().splitlines() if (d / "result.json").is_file() else []
+        if any(json.loads(line).get("training_iteration") == epochs for line in lines):
+            done.append(d)
+    return done
+
+
+def _wait_for(predicate, timeout=600, what="condition"):
+    t_end = time.time() + timeout
+    while time.time() < t_end:
+        if predicate():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_killed_trial_is_retried_from_its_checkpoint(ray_env, synthetic_ptbxl):
+    env, space, storage = ray_env
+    proc = _search(
+        env,
+        space,
+        storage,
+        synthetic_ptbxl,
+        "--leads",
+        "3",
+        "--trials",
+        "2",
+        "--no-baseline",
+        "--max-concurrent",
+        "1",
+    )
+    run_dir = storage / "run"
+
+    def checkpointed():
+        return any(d.glob("checkpoint_*") for d in _trial_dirs(run_dir, "student-3"))
+
+    _wait_for(checkpointed, what="a student checkpoint")
+    _kill_matching("ray::ImplicitFunc")  # SIGKILL the running trial's worker mid-training
+    _finish(proc)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    r = summary["leads"]["3"]["student"]
+    assert r["trials"] == 2 and r["errored"] == 0 and r["restarted"] >= 1
+
+
+def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic_ptbxl):
+    env, space, storage = ray_env
+    args = ("--leads", "4", "--trials", "4", "--no-baseline", "--max-concurrent", "1")
+    proc = _search(env, space, storage, synthetic_ptbxl, *args)
+    run_dir = storage / "run"
+    _wait_for(lambda: len(_finished_trials(run_dir, "student-4")) >= 1, what="a finished student trial")
+    os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
+    proc.wait()
+    _kill_matching(env["RAY_TMPDIR"])
+    finished_before = {
+        d.name: (d / "result.json").read_text() for d in _finished_trials(run_dir, "student-4")
+    }
+    assert not (run_dir / "summary.json").exists()
+
+    _finish(_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
+    summary = json.loads((run_dir / "summary.json").read_text())
+    r = summary["leads"]["4"]["student"]
+    assert r["trials"] == 4 and r["errored"] == 0
+    after = {d.name: (d / "result.json").read_text() for d in _trial_dirs(run_dir, "student-4")}
+    assert len(after) == 4
+    for name, text in finished_before.items():
+        assert after[name] == text  # finished trials were kept, not rerun
+    # a second --resume of a finished run re-trains nothing and rewrites the same summary
+    assert summary["teachers"] == json.loads((run_dir / "summary.json").read_text())["teachers"]
