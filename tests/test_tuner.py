@@ -44,7 +44,9 @@ def ray_env(tmp_path):
     shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
-def _kill_matching(fragment: str) -> None:
+def _kill_matching(fragment: str) -> int:
+    """SIGKILL every process whose command line contains `fragment`; returns how many."""
+    killed = 0
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
@@ -54,8 +56,10 @@ def _kill_matching(fragment: str) -> None:
             if fragment in cmd and int(pid) != os.getpid():
                 try:
                     os.kill(int(pid), signal.SIGKILL)
+                    killed += 1
                 except OSError:
                     pass
+    return killed
 
 
 def _search(env, space, storage, data, *extra, name="run"):
@@ -196,8 +200,18 @@ def _wait_for(predicate, timeout=600, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _running_trial(run_dir: Path, stage: str, epochs: int) -> dict | None:
+    """The last result of a trial that has checkpointed but not finished, if any."""
+    for d in _trial_dirs(run_dir, stage):
+        lines = (d / "result.json").read_text().splitlines() if (d / "result.json").is_file() else []
+        if lines and json.loads(lines[-1])["training_iteration"] < epochs:
+            return json.loads(lines[-1])
+    return None
+
+
 def test_killed_trial_is_retried_from_its_checkpoint(ray_env, synthetic_ptbxl):
     env, space, storage = ray_env
+    space.write_text(MICRO.replace("epochs: 2", "epochs: 5"))
     proc = _search(
         env,
         space,
@@ -212,16 +226,12 @@ def test_killed_trial_is_retried_from_its_checkpoint(ray_env, synthetic_ptbxl):
         "1",
     )
     run_dir = storage / "run"
-
-    def checkpointed():
-        return any(d.glob("checkpoint_*") for d in _trial_dirs(run_dir, "student-3"))
-
-    _wait_for(checkpointed, what="a student checkpoint")
-    _kill_matching("ray::ImplicitFunc")  # SIGKILL the running trial's worker mid-training
-    _finish(proc)
+    _wait_for(lambda: _running_trial(run_dir, "student-3", 5) is not None, what="a student mid-training")
+    assert _kill_matching("ray::ImplicitFunc") >= 1  # SIGKILL the running trial's worker
+    out = _finish(proc)
     summary = json.loads((run_dir / "summary.json").read_text())
     r = summary["leads"]["3"]["student"]
-    assert r["trials"] == 2 and r["errored"] == 0 and r["restarted"] >= 1
+    assert r["trials"] == 2 and r["errored"] == 0 and r["restarted"] >= 1, out[-3000:]
 
 
 def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic_ptbxl):
