@@ -39,7 +39,8 @@ def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> fl
 
 
 def flops_per_sample(cfg: TrainConfig, length: int) -> float:
-    """Forward + backward FLOPs of one training sample (teacher forward included for a student)."""
+    """Forward + backward FLOPs of one training sample of the trained network (a student's frozen
+    teacher forward pass is not counted)."""
     net = ContrastiveNet(cfg.model_config())
     x = torch.randn(8, len(parse_leads(cfg.leads)), length)
     meta = torch.randn(8, net.cfg.meta_dim)

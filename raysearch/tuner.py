@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from raysearch import UserError
-from raysearch.data import CLASSES
+from raysearch.data import CLASSES, cache_dir
 from raysearch.space import embedding_sizes, load_space, stage_space, to_optuna, to_tune
 from raysearch.train import (
     StageResult,
@@ -196,7 +196,15 @@ class Search:
 
     def __init__(self, args: argparse.Namespace, space: dict, leads: list[str]):
         self.args, self.space, self.leads = args, space, leads
-        self.run_dir = Path(args.storage).expanduser().resolve() / args.name
+        if "://" in args.storage:  # s3://, gs://, ...: Tune writes there; our files are staged and synced
+            self.uri = args.storage.rstrip("/") + "/" + args.name
+            self.run_dir = cache_dir() / "runs" / args.name
+            if args.resume:
+                self.sync("down")
+        else:
+            self.uri = None
+            self.run_dir = Path(args.storage).expanduser().resolve() / args.name
+        self.location = self.uri or str(self.run_dir)
         self.progress_path = self.run_dir / "progress.json"
         self.progress = json.loads(self.progress_path.read_text()) if self.progress_path.is_file() else {}
         self.progress.setdefault("stages", {})
@@ -209,6 +217,38 @@ class Search:
         tmp = self.progress_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.progress, indent=1))
         tmp.replace(self.progress_path)
+        self.sync("up")
+
+    def sync(self, direction: str) -> None:
+        """Copy raysearch's own files (progress, teachers, best, summary) to or from a URI RUN_DIR."""
+        if self.uri is None:
+            return
+        import pyarrow.fs as pafs
+
+        fs, base = pafs.FileSystem.from_uri(self.uri)
+        local = pafs.LocalFileSystem()
+        if direction == "up":
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            fs.create_dir(base, recursive=True)
+            pafs.copy_files(str(self.run_dir), base, source_filesystem=local, destination_filesystem=fs)
+            return
+        for rel in ("progress.json", "teachers", "best"):
+            info = fs.get_file_info(f"{base}/{rel}")
+            if info.type != pafs.FileType.NotFound:
+                target = self.run_dir / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                pafs.copy_files(
+                    f"{base}/{rel}", str(target), source_filesystem=fs, destination_filesystem=local
+                )
+
+    def exists(self) -> bool:
+        """Whether RUN_DIR already holds a search (local or at the URI)."""
+        if self.uri is None:
+            return self.run_dir.exists() and any(self.run_dir.iterdir())
+        import pyarrow.fs as pafs
+
+        fs, base = pafs.FileSystem.from_uri(self.uri)
+        return fs.get_file_info(f"{base}/progress.json").type != pafs.FileType.NotFound
 
     # -- Tune runs -------------------------------------------------------------------------
 
@@ -227,7 +267,7 @@ class Search:
 
         return tune.RunConfig(
             name=name,
-            storage_path=str(self.run_dir),
+            storage_path=self.location,
             verbose=1,
             callbacks=[_hparams_logger()],
             failure_config=tune.FailureConfig(max_failures=self.args.max_failures),
@@ -246,10 +286,10 @@ class Search:
         """Run (or, with --resume, restore and finish) the Tune experiment `name`."""
         from ray import tune
 
-        path = self.run_dir / name
-        if self.args.resume and tune.Tuner.can_restore(str(path)):
+        path = f"{self.uri}/{name}" if self.uri else str(self.run_dir / name)
+        if self.args.resume and tune.Tuner.can_restore(path):
             print(f"resuming {name} from {path}", file=sys.stderr)
-            tuner = tune.Tuner.restore(str(path), trainable=self._trainable(), resume_errored=True)
+            tuner = tune.Tuner.restore(path, trainable=self._trainable(), resume_errored=True)
         else:
             tuner = make_tuner()
         grid = tuner.fit()
@@ -294,7 +334,7 @@ class Search:
             ]
             if not done:
                 raise UserError(
-                    f"no teacher with embedding size {size} finished; see {self.run_dir / 'teacher'}"
+                    f"no teacher with embedding size {size} finished; see {self.location}/teacher"
                 )
             top = max(done, key=lambda r: r.metrics[METRIC])
             blob = self._blob(top)
@@ -371,7 +411,7 @@ class Search:
         if not finished:
             raise UserError(
                 f"{name}: no trial finished all {epochs} epochs ({len(errored)} errored); "
-                f"see {self.run_dir / name}"
+                f"see {self.location}/{name}"
             )
         top = max(finished, key=lambda r: r.metrics[METRIC])
         blob = self._blob(top)
@@ -393,7 +433,7 @@ class Search:
             "test_macro_auc": metrics["test_macro_auc"],
             "test_macro_auc_ci": metrics["test_macro_auc_ci"],
             "test_per_class_auc": metrics["per_class_auc"],
-            "best_dir": str(self.run_dir / "best" / name),
+            "best_dir": f"{self.location}/best/{name}",
         }
 
 
@@ -489,13 +529,13 @@ def search_main(argv: list[str]) -> int:
         raise UserError("--resume needs the --name (and --storage) of the run to continue")
     args.name = args.name or f"search-{'-'.join(leads)}-{time.strftime('%Y%m%d-%H%M%S')}"
     search = Search(args, space, leads)
-    if search.run_dir.exists() and not args.resume and any(search.run_dir.iterdir()):
-        raise UserError(f"{search.run_dir}: exists; pass --resume to continue it, or choose another --name")
+    if search.exists() and not args.resume:
+        raise UserError(f"{search.location}: exists; pass --resume to continue it, or choose another --name")
     if args.resume and not search.progress_path.is_file():
-        raise UserError(f"{search.run_dir}: no interrupted search to resume (progress.json missing)")
+        raise UserError(f"{search.location}: no interrupted search to resume (progress.json missing)")
     teacher_blob = load_checkpoint(args.teacher) if args.teacher else None
     search.run_dir.mkdir(parents=True, exist_ok=True)
-    print(f"RUN_DIR {search.run_dir}", flush=True)
+    print(f"RUN_DIR {search.location}", flush=True)
     from raysearch.cli import load_data
 
     search.data = load_data(args)
@@ -511,7 +551,8 @@ def search_main(argv: list[str]) -> int:
     else:
         ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
     try:
-        check_shared_storage(search.run_dir)
+        if search.uri is None:
+            check_shared_storage(search.run_dir)
     except UserError:
         ray.shutdown()
         raise
@@ -552,7 +593,7 @@ def search_main(argv: list[str]) -> int:
         ray.shutdown()
     summary = {
         "name": args.name,
-        "run_dir": str(search.run_dir),
+        "run_dir": search.location,
         "data": search.data.source,
         "records": len(search.data),
         "space": space["_path"],
@@ -566,6 +607,7 @@ def search_main(argv: list[str]) -> int:
     }
     (search.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     (search.run_dir / "summary.md").write_text(summary_markdown(summary))
+    search.sync("up")
     print(summary_markdown(summary))
-    print(f"RUN_DIR {search.run_dir}  (tensorboard --logdir {search.run_dir})")
+    print(f"RUN_DIR {search.location}  (tensorboard --logdir {search.location})")
     return 0

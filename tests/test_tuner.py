@@ -258,3 +258,19 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
         assert after[name] == text  # finished trials were kept, not rerun
     # a second --resume of a finished run re-trains nothing and rewrites the same summary
     assert summary["teachers"] == json.loads((run_dir / "summary.json").read_text())["teachers"]
+
+
+def test_uri_storage_and_resume_from_it(ray_env, synthetic_ptbxl, tmp_path):
+    env, space, _ = ray_env
+    uri = f"file://{tmp_path / 'bucket'}"  # a URI as s3:// or gs:// would be, served by pyarrow
+    env = {**env, "RAYSEARCH_CACHE": str(tmp_path / "staging")}
+    args = ("--leads", "2", "--trials", "2", "--no-baseline")
+    out = _finish(_search(env, space, uri, synthetic_ptbxl, *args))
+    assert f"RUN_DIR {uri}/run" in out
+    remote = tmp_path / "bucket" / "run"
+    summary = json.loads((remote / "summary.json").read_text())
+    assert summary["leads"]["2"]["student"]["trials"] == 2 and (remote / "teachers").is_dir()
+    assert any((remote / "student-2").glob("train_trial_*/result.json"))  # Tune wrote there too
+    shutil.rmtree(tmp_path / "staging")  # a new machine: only the URI is left
+    out = _finish(_search(env, space, uri, synthetic_ptbxl, *args, "--resume"))
+    assert json.loads((remote / "summary.json").read_text())["leads"] == summary["leads"]
