@@ -25,8 +25,24 @@ from pathlib import Path
 
 def run_search(data: str, trials: int, storage: Path, name: str, extra: list[str]) -> tuple[float, dict]:
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    cmd = [sys.executable, "-m", "raysearch", "--leads", "4", "--trials", str(trials), "--space",
-           "search_spaces/tiny.yaml", "--data", data, "--storage", str(storage), "--name", name, *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "raysearch",
+        "--leads",
+        "4",
+        "--trials",
+        str(trials),
+        "--space",
+        "search_spaces/tiny.yaml",
+        "--data",
+        data,
+        "--storage",
+        str(storage),
+        "--name",
+        name,
+        *extra,
+    ]
     t0 = time.perf_counter()
     subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
@@ -44,8 +60,12 @@ def stage_timing(stage_dir: Path) -> dict:
         work.append(last["time_total_s"])
         starts.append(rows[0]["timestamp"] - rows[0]["time_this_iter_s"])
         ends.append(last["timestamp"])
-    return {"trials": len(work), "work_median_s": statistics.median(work), "work_mean_s": statistics.mean(work),
-            "wall_s": max(ends) - min(starts)}
+    return {
+        "trials": len(work),
+        "work_median_s": statistics.median(work),
+        "work_mean_s": statistics.mean(work),
+        "wall_s": max(ends) - min(starts),
+    }
 
 
 def main() -> None:
@@ -56,24 +76,41 @@ def main() -> None:
     p.add_argument("--concurrency", type=int, default=2)
     a = p.parse_args()
     storage = Path(tempfile.mkdtemp(prefix="rsbench"))
-    common = ["--num-cpus", str(a.concurrency), "--max-concurrent", str(a.concurrency), "--teacher-trials", "1"]
-    out = {"command": " ".join(sys.argv), "date": time.strftime("%Y-%m-%d"),
-           "machine": f"{platform.machine()}, {os.cpu_count()} cores"}
+    common = [
+        "--num-cpus",
+        str(a.concurrency),
+        "--max-concurrent",
+        str(a.concurrency),
+        "--teacher-trials",
+        "1",
+    ]
+    out = {
+        "command": " ".join(sys.argv),
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+    }
     if a.what == "overhead":
         wall, summary = run_search(a.data, a.trials[0], storage, "overhead", common)
         out["search_wall_s"] = wall
         for stage in ("student-4", "baseline-4"):
             t = stage_timing(storage / "overhead" / stage)
             t["overhead_per_trial_s"] = t["wall_s"] * a.concurrency / t["trials"] - t["work_mean_s"]
-            t["overhead_fraction"] = t["overhead_per_trial_s"] / (t["overhead_per_trial_s"] + t["work_mean_s"])
-            t["asha"] = {k: summary["leads"]["4"][stage.split("-")[0]][k] for k in ("finished", "stopped_early")}
+            t["overhead_fraction"] = t["overhead_per_trial_s"] / (
+                t["overhead_per_trial_s"] + t["work_mean_s"]
+            )
+            t["asha"] = {
+                k: summary["leads"]["4"][stage.split("-")[0]][k] for k in ("finished", "stopped_early")
+            }
             out[stage] = t
     else:
         for n in a.trials:
             wall, summary = run_search(a.data, n, storage, f"objects{n}", common + ["--no-baseline"])
             teacher = next(iter((storage / f"objects{n}" / "teachers").glob("*/model.pt")))
-            out[f"trials_{n}"] = {"object_store": summary["object_store"], "teacher_model_pt_bytes": teacher.stat().st_size,
-                                  "wall_s": wall}
+            out[f"trials_{n}"] = {
+                "object_store": summary["object_store"],
+                "teacher_model_pt_bytes": teacher.stat().st_size,
+                "wall_s": wall,
+            }
     print(json.dumps(out, indent=1))
 
 

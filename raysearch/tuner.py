@@ -271,7 +271,7 @@ class Search:
             verbose=1,
             callbacks=[_hparams_logger()],
             failure_config=tune.FailureConfig(max_failures=self.args.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         )
 
     def _common(self, constants: dict) -> dict:
