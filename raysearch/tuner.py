@@ -466,6 +466,9 @@ def summary_markdown(summary: dict) -> str:
             )
     lines += ["", "Teachers (12 leads, best per embedding size, validation):", ""]
     for size, t in summary["teachers"].items():
+        if "given" in t:
+            lines.append(f"- embedding {size}: given with --teacher {t['given']}")
+            continue
         lines.append(
             f"- embedding {size}: val macro-AUC {t['val_macro_auc']:.4f} (lr {_fmt(t['config'].get('lr'))}, "
             f"{t.get('trials', '?')} trial(s))"
@@ -564,7 +567,14 @@ def search_main(argv: list[str]) -> int:
     try:
         search.data_ref = ray.put(search.data)  # once: every trial maps it zero-copy
         if teacher_blob is not None:
-            teachers = {teacher_blob["model_config"]["embedding_size"]: teacher_blob}
+            size = teacher_blob["model_config"]["embedding_size"]
+            teachers = {size: teacher_blob}
+            search.progress["stages"]["teacher"] = {
+                str(size): {
+                    "given": args.teacher,
+                    "config": _plain(teacher_blob["config"], ("lr", "arch", "width", "depth", "epochs")),
+                }
+            }
         elif search.progress["stages"].get("teacher_done"):
             teachers = {
                 int(s): load_checkpoint(search.run_dir / "teachers" / s)
