@@ -211,7 +211,6 @@ class Search:
         self.data = None
         self.data_ref = None
         self.teacher_refs: dict[int, object] = {}
-        self.teacher_bytes = 0
 
     def save_progress(self) -> None:
         tmp = self.progress_path.with_suffix(".tmp")
@@ -292,8 +291,7 @@ class Search:
             tuner = tune.Tuner.restore(path, trainable=self._trainable(), resume_errored=True)
         else:
             tuner = make_tuner()
-        grid = tuner.fit()
-        return [r for r in grid]
+        return list(tuner.fit())
 
     def teacher_stage(self) -> dict[int, dict]:
         """Train the teachers (one grid cell per embedding size); return the best per size."""
@@ -353,7 +351,7 @@ class Search:
         from raysearch.trainable import load_trial_state
 
         state = load_trial_state(result.checkpoint)
-        cfg = TrainConfig(**{k: v for k, v in state["config"].items()}).resolved()
+        cfg = TrainConfig(**state["config"]).resolved()
         return {
             "config": state["config"],
             "model_config": cfg.model_config().to_dict(),
@@ -427,7 +425,7 @@ class Search:
             "finished": len(finished),
             "stopped_early": len(stopped),
             "errored": len(errored),
-            "restarted": sum(int(r.metrics.get("restarts", 0)) > 0 for r in results),
+            "restarted": sum(_failed_once(r) and r.error is None for r in results),
             "best_config": _plain(top.config, ("alpha", "sim", "embedding_size", "lr", "weight_decay")),
             "val_macro_auc": metrics["val_macro_auc"],
             "test_macro_auc": metrics["test_macro_auc"],
@@ -435,6 +433,15 @@ class Search:
             "test_per_class_auc": metrics["per_class_auc"],
             "best_dir": f"{self.location}/best/{name}",
         }
+
+
+def _failed_once(result) -> bool:
+    """Whether a trial ever crashed: Tune writes error.txt into its folder, even when a retry from
+    its checkpoint then finished it (so this counts the crashes FailureConfig recovered)."""
+    import pyarrow.fs as pafs
+
+    fs = result.filesystem or pafs.LocalFileSystem()
+    return fs.get_file_info(f"{result.path}/error.txt").type != pafs.FileType.NotFound
 
 
 def _plain(config: dict, keys) -> dict:
@@ -537,6 +544,13 @@ def search_main(argv: list[str]) -> int:
     if args.resume and not search.progress_path.is_file():
         raise UserError(f"{search.location}: no interrupted search to resume (progress.json missing)")
     teacher_blob = load_checkpoint(args.teacher) if args.teacher else None
+    if teacher_blob is not None and (
+        teacher_blob["config"].get("stage") != "teacher" or teacher_blob["model_config"]["n_leads"] != 12
+    ):
+        raise UserError(
+            f"--teacher {args.teacher}: a {teacher_blob['config'].get('stage')} checkpoint; "
+            f"expected a 12-lead teacher"
+        )
     search.run_dir.mkdir(parents=True, exist_ok=True)
     print(f"RUN_DIR {search.location}", flush=True)
     from raysearch.cli import load_data

@@ -329,3 +329,24 @@ def test_uri_storage_and_resume_from_it(ray_env, synthetic_ptbxl, tmp_path):
     shutil.rmtree(tmp_path / "staging")  # a new machine: only the URI is left
     out = _finish(_search(env, space, uri, synthetic_ptbxl, *args, "--resume"))
     assert json.loads((remote / "summary.json").read_text())["leads"] == summary["leads"]
+
+
+def test_asha_stopped_trials_reach_optuna_as_pruned():
+    from optuna.trial import TrialState
+
+    from raysearch.space import to_optuna
+    from raysearch.tuner import METRIC, MODE, _asha_aware_optuna
+
+    searcher = _asha_aware_optuna(
+        4, space=to_optuna({"lr": {"loguniform": [1e-4, 1e-2]}}), metric=METRIC, mode=MODE, seed=0
+    )
+    for trial_id, iterations in (("stopped", 2), ("finished", 4)):
+        assert "lr" in searcher.suggest(trial_id)
+        for it in range(1, iterations + 1):
+            searcher.on_trial_result(trial_id, {METRIC: 0.5 + it / 10, "training_iteration": it})
+        searcher.on_trial_complete(
+            trial_id, {METRIC: 0.5 + iterations / 10, "training_iteration": iterations}
+        )
+    states = [t.state for t in searcher._ot_study.trials]
+    assert states == [TrialState.PRUNED, TrialState.COMPLETE]
+    assert searcher._ot_study.best_value == 0.9  # the truncated 0.7 is not taken as a finished score
