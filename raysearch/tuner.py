@@ -281,8 +281,12 @@ class Search:
             "device": "cuda" if self.args.gpus_per_trial > 0 else "cpu",
         }
 
-    def fit(self, name: str, make_tuner):
-        """Run (or, with --resume, restore and finish) the Tune experiment `name`."""
+    def fit(self, name: str, make_tuner, expected: int):
+        """Run (or, with --resume, restore and finish) the Tune experiment `name`.
+
+        Tune returns normally when interrupted (Ctrl-C), its state saved; a stage with trials not
+        yet terminated is then reported as interrupted, never summarized as if it were finished.
+        """
         from ray import tune
 
         path = f"{self.uri}/{name}" if self.uri else str(self.run_dir / name)
@@ -291,7 +295,14 @@ class Search:
             tuner = tune.Tuner.restore(path, trainable=self._trainable(), resume_errored=True)
         else:
             tuner = make_tuner()
-        return list(tuner.fit())
+        grid = tuner.fit()
+        statuses = [t.status for t in grid._experiment_analysis.trials]  # no public "interrupted" flag
+        if len(statuses) < expected or any(s not in ("TERMINATED", "ERROR") for s in statuses):
+            raise UserError(
+                f"search interrupted during {name}; finished trials are kept in {self.location}: "
+                f"run the same command with --resume to continue"
+            )
+        return list(grid)
 
     def teacher_stage(self) -> dict[int, dict]:
         """Train the teachers (one grid cell per embedding size); return the best per size."""
@@ -324,7 +335,7 @@ class Search:
                 run_config=self._run_config("teacher"),
             )
 
-        results = self.fit("teacher", make)
+        results = self.fit("teacher", make, trials * len(sizes))
         best = {}
         for size in sizes:
             done = [
@@ -397,7 +408,7 @@ class Search:
                 run_config=self._run_config(f"{arm}-{leads}"),
             )
 
-        return self.fit(f"{arm}-{leads}", make)
+        return self.fit(f"{arm}-{leads}", make, self.args.trials)
 
     # -- the summary -----------------------------------------------------------------------
 

@@ -315,6 +315,22 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
     assert summary["teachers"] == json.loads((run_dir / "summary.json").read_text())["teachers"]
 
 
+def test_ctrl_c_reports_interruption_and_resumes(ray_env, synthetic_ptbxl):
+    env, space, storage = ray_env
+    space.write_text(MICRO.replace("epochs: 2", "epochs: 4"))
+    args = ("--leads", "6", "--trials", "3", "--no-baseline", "--max-concurrent", "1")
+    proc = _search(env, space, storage, synthetic_ptbxl, *args)
+    run_dir = storage / "run"
+    _wait_for(lambda: _running_trial(run_dir, "student-6", 4) is not None, what="a student mid-training")
+    proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and returns
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 2 and "search interrupted during student-6" in out and "--resume" in out
+    assert "Traceback" not in out and not (run_dir / "summary.json").exists()
+    out = _finish(_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
+    r = json.loads((run_dir / "summary.json").read_text())["leads"]["6"]["student"]
+    assert r["trials"] == 3 and r["errored"] == 0
+
+
 def test_uri_storage_and_resume_from_it(ray_env, synthetic_ptbxl, tmp_path):
     env, space, _ = ray_env
     uri = f"file://{tmp_path / 'bucket'}"  # a URI as s3:// or gs:// would be, served by pyarrow
