@@ -9,7 +9,7 @@ import tempfile
 import pytest
 import yaml
 from conftest import REPO
-from test_tuner import MICRO, _finish, _kill_matching, _running_trial, _search, _trial_dirs, _wait_for
+from test_tuner import _finish, _kill_matching, _running_trial, _search, _trial_dirs, _wait_for, micro
 
 
 def _validate(config: dict) -> dict:
@@ -72,7 +72,7 @@ def cluster():
 def test_multi_node_search_spreads_and_survives_a_lost_node(cluster, tmp_path, synthetic_ptbxl):
     c, workers, ray_tmp = cluster
     space = tmp_path / "micro.yaml"
-    space.write_text(MICRO.replace("epochs: 2", "epochs: 8"))
+    space.write_text(micro(epochs=20, grace=20))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     storage = tmp_path / "runs"
     proc = _search(
@@ -93,9 +93,11 @@ def test_multi_node_search_spreads_and_survives_a_lost_node(cluster, tmp_path, s
     run_dir = storage / "run"
 
     _wait_for(
-        lambda: _running_trial(run_dir, "student-4", 8) is not None, what="a student trial mid-training"
+        proc,
+        lambda: _running_trial(run_dir, "student-4", 20) is not None,
+        what="a student trial mid-training",
     )
-    busy = _running_trial(run_dir, "student-4", 8)["node_id"]
+    busy = _running_trial(run_dir, "student-4", 20)["node_id"]
     victim = next(w for w in workers if w.node_id == busy)
     c.remove_node(victim)  # a worker node goes away mid-trial
     c.add_node(num_cpus=1)  # and the autoscaler (here: the test) brings another

@@ -18,7 +18,7 @@ import pytest
 from conftest import REPO
 
 MICRO = """
-constants: {epochs: 2, batch_size: 64, crop_seconds: 2.5, precision: fp32, n_boot: 50}
+constants: {epochs: EPOCHS, batch_size: 64, crop_seconds: 2.5, precision: fp32, n_boot: 50}
 teacher:
   constants: {arch: inception, width: 4, depth: 3, lr: 5.0e-3}
 student:
@@ -28,8 +28,14 @@ student:
     sim: {choice: [l1, l2, cosine]}
     embedding_size: {choice: [16]}
     lr: {loguniform: [1.0e-3, 1.0e-2]}
-asha: {grace_period: 1, reduction_factor: 2}
+asha: {grace_period: GRACE, reduction_factor: 2}
 """
+
+
+def micro(epochs: int = 2, grace: int = 1) -> str:
+    """The micro space; fault tests use long trials that ASHA does not stop, so that a kill lands
+    in a running trial whatever the machine's speed."""
+    return MICRO.replace("EPOCHS", str(epochs)).replace("GRACE", str(grace))
 
 
 @pytest.fixture()
@@ -37,7 +43,7 @@ def ray_env(tmp_path):
     """Environment for a search subprocess: short RAY_TMPDIR, no token auth, private cache."""
     ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")
     space = tmp_path / "micro.yaml"
-    space.write_text(MICRO)
+    space.write_text(micro())
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
     yield env, space, tmp_path / "runs"
     _kill_matching(ray_tmp)  # anything a killed driver left behind
@@ -240,12 +246,17 @@ def _finished_trials(run_dir: Path, stage: str, epochs: int = 2) -> list[Path]:
     return done
 
 
-def _wait_for(predicate, timeout=600, what="condition"):
+def _wait_for(proc, predicate, timeout=600, what="condition"):
+    """Poll `predicate` while the search `proc` runs; fail at once, with its output, if it exits."""
     t_end = time.time() + timeout
     while time.time() < t_end:
         if predicate():
             return
-        time.sleep(0.5)
+        if proc.poll() is not None:
+            raise AssertionError(
+                f"the search exited ({proc.returncode}) before {what}:\n{proc.stdout.read()[-4000:]}"
+            )
+        time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
 
 
@@ -260,7 +271,7 @@ def _running_trial(run_dir: Path, stage: str, epochs: int) -> dict | None:
 
 def test_killed_trial_is_retried_from_its_checkpoint(ray_env, synthetic_ptbxl):
     env, space, storage = ray_env
-    space.write_text(MICRO.replace("epochs: 2", "epochs: 5"))
+    space.write_text(micro(epochs=20, grace=20))
     proc = _search(
         env,
         space,
@@ -275,7 +286,9 @@ def test_killed_trial_is_retried_from_its_checkpoint(ray_env, synthetic_ptbxl):
         "1",
     )
     run_dir = storage / "run"
-    _wait_for(lambda: _running_trial(run_dir, "student-3", 5) is not None, what="a student mid-training")
+    _wait_for(
+        proc, lambda: _running_trial(run_dir, "student-3", 20) is not None, what="a student mid-training"
+    )
     assert _kill_matching("ray::ImplicitFunc") >= 1  # SIGKILL the running trial's worker
     out = _finish(proc)
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -286,9 +299,12 @@ def test_killed_trial_is_retried_from_its_checkpoint(ray_env, synthetic_ptbxl):
 def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic_ptbxl):
     env, space, storage = ray_env
     args = ("--leads", "4", "--trials", "4", "--no-baseline", "--max-concurrent", "1")
+    space.write_text(micro(epochs=20, grace=20))
     proc = _search(env, space, storage, synthetic_ptbxl, *args)
     run_dir = storage / "run"
-    _wait_for(lambda: len(_finished_trials(run_dir, "student-4")) >= 1, what="a finished student trial")
+    _wait_for(
+        proc, lambda: len(_finished_trials(run_dir, "student-4", 20)) >= 1, what="a finished student trial"
+    )
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.wait()
     _kill_matching(env["RAY_TMPDIR"])
@@ -317,11 +333,13 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
 
 def test_ctrl_c_reports_interruption_and_resumes(ray_env, synthetic_ptbxl):
     env, space, storage = ray_env
-    space.write_text(MICRO.replace("epochs: 2", "epochs: 4"))
+    space.write_text(micro(epochs=20, grace=20))
     args = ("--leads", "6", "--trials", "3", "--no-baseline", "--max-concurrent", "1")
     proc = _search(env, space, storage, synthetic_ptbxl, *args)
     run_dir = storage / "run"
-    _wait_for(lambda: _running_trial(run_dir, "student-6", 4) is not None, what="a student mid-training")
+    _wait_for(
+        proc, lambda: _running_trial(run_dir, "student-6", 20) is not None, what="a student mid-training"
+    )
     proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and returns
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2 and "search interrupted during student-6" in out and "--resume" in out
