@@ -34,6 +34,7 @@ def main() -> None:
     )
     workers = [cluster.add_node(num_cpus=1) for _ in range(a.workers)]
     cluster.wait_for_nodes()
+    names = {w.node_id: f"worker{i + 1}" for i, w in enumerate(workers)} | {cluster.head_node.node_id: "head"}
     storage = Path(tempfile.mkdtemp(prefix="rsbench"))
     cmd = [
         sys.executable,
@@ -64,7 +65,6 @@ def main() -> None:
         wall = time.perf_counter() - t0
     finally:
         cluster.shutdown()
-    names = {w.node_id: f"worker{i + 1}" for i, w in enumerate(workers)} | {cluster.head_node.node_id: "head"}
     per_stage = {}
     stages = sorted(
         d.name
