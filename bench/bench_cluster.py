@@ -12,11 +12,12 @@ import collections
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from bench_search import run_search  # bench/ is the script's folder
 
 
 def main() -> None:
@@ -36,33 +37,9 @@ def main() -> None:
     cluster.wait_for_nodes()
     names = {w.node_id: f"worker{i + 1}" for i, w in enumerate(workers)} | {cluster.head_node.node_id: "head"}
     storage = Path(tempfile.mkdtemp(prefix="rsbench"))
-    cmd = [
-        sys.executable,
-        "-m",
-        "raysearch",
-        "--leads",
-        "4",
-        "--trials",
-        str(a.trials),
-        "--space",
-        "search_spaces/tiny.yaml",
-        "--data",
-        a.data,
-        "--storage",
-        str(storage),
-        "--name",
-        "cluster",
-        "--address",
-        cluster.address,
-        "--max-concurrent",
-        str(a.workers),
-        "--teacher-trials",
-        "1",
-    ]
+    extra = ["--address", cluster.address, "--max-concurrent", str(a.workers), "--teacher-trials", "1"]
     try:
-        t0 = time.perf_counter()
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-        wall = time.perf_counter() - t0
+        wall, summary = run_search(a.data, a.trials, storage, "cluster", extra)
     finally:
         cluster.shutdown()
     per_stage = {}
@@ -77,7 +54,6 @@ def main() -> None:
             node = json.loads(result.read_text().splitlines()[-1])["node_id"]
             counts[names.get(node, node[:8])] += 1
         per_stage[stage] = dict(counts)
-    summary = json.loads((storage / "cluster" / "summary.json").read_text())
     print(
         json.dumps(
             {
