@@ -195,18 +195,18 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     return {"config": meta["config"], "model_config": meta["model_config"], "model": state}
 
 
-def check_teacher(blob: dict, cfg: TrainConfig, source: str) -> None:
-    """A teacher for `cfg`'s student must be a 12-lead teacher with the student's embedding size."""
+def check_teacher(blob: dict, source: str, embedding_size: int | None = None) -> None:
+    """A student's teacher must be a 12-lead teacher (with the student's embedding size, if given)."""
     tcfg = blob["config"]
     if tcfg.get("stage") != "teacher" or blob["model_config"]["n_leads"] != 12:
         raise UserError(
             f"{source}: a {tcfg.get('stage')} on leads {tcfg.get('leads')}; "
             f"expected a 12-lead teacher checkpoint"
         )
-    if blob["model_config"]["embedding_size"] != cfg.embedding_size:
+    if embedding_size is not None and blob["model_config"]["embedding_size"] != embedding_size:
         raise UserError(
             f"{source}: embedding size {blob['model_config']['embedding_size']}, but the student "
-            f"asks for {cfg.embedding_size}; expected the same size (or omit --embedding-size)"
+            f"asks for {embedding_size}; expected the same size (or omit --embedding-size)"
         )
 
 
@@ -299,10 +299,6 @@ class StageResult:
     def export(self) -> dict:
         return export_net(self.net, self.cfg)
 
-    @property
-    def best_val_auc(self) -> float:
-        return max((h["val_macro_auc"] for h in self.history), default=float("nan"))
-
 
 EpochCallback = Callable[[dict, Callable[[], dict]], "bool | None"]
 
@@ -333,7 +329,7 @@ def train_stage(
     if cfg.stage == "student":
         if teacher is None:
             raise UserError("the student stage needs a teacher checkpoint (--teacher), or use --baseline")
-        check_teacher(teacher, cfg, "teacher")
+        check_teacher(teacher, "teacher", cfg.embedding_size)
         teacher_net = import_net(teacher, "teacher").to(device).eval()
         for p in teacher_net.parameters():
             p.requires_grad_(False)
@@ -555,7 +551,7 @@ def train_main(argv: list[str]) -> int:
     )
     cfg = cfg.resolved()
     if teacher is not None:
-        check_teacher(teacher, cfg, str(a.teacher))
+        check_teacher(teacher, str(a.teacher), cfg.embedding_size)
     out = Path(a.out)
     if (out / "metrics.json").exists():
         raise UserError(f"{out}: already holds a finished run (metrics.json); choose another --out")

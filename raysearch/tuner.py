@@ -30,6 +30,7 @@ from raysearch.space import embedding_sizes, load_space, stage_space, to_optuna,
 from raysearch.train import (
     StageResult,
     TrainConfig,
+    check_teacher,
     final_metrics,
     import_net,
     load_checkpoint,
@@ -555,13 +556,8 @@ def search_main(argv: list[str]) -> int:
     if args.resume and not search.progress_path.is_file():
         raise UserError(f"{search.location}: no interrupted search to resume (progress.json missing)")
     teacher_blob = load_checkpoint(args.teacher) if args.teacher else None
-    if teacher_blob is not None and (
-        teacher_blob["config"].get("stage") != "teacher" or teacher_blob["model_config"]["n_leads"] != 12
-    ):
-        raise UserError(
-            f"--teacher {args.teacher}: a {teacher_blob['config'].get('stage')} checkpoint; "
-            f"expected a 12-lead teacher"
-        )
+    if teacher_blob is not None:
+        check_teacher(teacher_blob, f"--teacher {args.teacher}")
     search.run_dir.mkdir(parents=True, exist_ok=True)
     print(f"RUN_DIR {search.location}", flush=True)
     from raysearch.cli import load_data
