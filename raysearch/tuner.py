@@ -428,8 +428,8 @@ class Search:
         cfg = TrainConfig(**blob["config"]).resolved()
         if self.args.gpus_per_trial <= 0:
             cfg.device = "cpu"
-        net = import_net(blob, name).to(pick_device(cfg.device))
-        stage = StageResult(cfg, net, blob["history"], pick_device(cfg.device))
+        device = pick_device(cfg.device)
+        stage = StageResult(cfg, import_net(blob, name).to(device), blob["history"], device)
         metrics, predictions = final_metrics(stage, self.data)
         write_run(self.run_dir / "best" / name, stage, metrics, predictions)
         return {
