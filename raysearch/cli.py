@@ -3,6 +3,7 @@
     python -m raysearch --leads 4 --trials 64          # the search (see tuner.py)
     python -m raysearch data download|synth|info ...   # the data layer (data.py)
     python -m raysearch train ...                      # one stage without Ray (train.py)
+    python -m raysearch report RUN_DIR --seeds 5       # Table 1: seeds, CIs, paired test (report.py)
 
 User errors (UserError) print one line and exit 2, without a traceback.
 """
@@ -15,7 +16,7 @@ import sys
 
 from raysearch import UserError
 
-SUBCOMMANDS = ("data", "train", "search")
+SUBCOMMANDS = ("data", "train", "report", "search")
 
 
 def add_data_options(p: argparse.ArgumentParser) -> None:
@@ -116,6 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             from raysearch.train import train_main
 
             return train_main(rest)
+        if command == "report":
+            from raysearch.report import report_main
+
+            return report_main(rest)
         from raysearch.tuner import search_main
 
         return search_main(rest)

@@ -108,12 +108,19 @@ class PTBXL:
     dropped: int  # records without a diagnostic superclass
     skipped: list = field(default_factory=list)  # bad records left out (--skip-bad-records)
     source: str = ""
+    # True while configurations are still being chosen: reading the test fold then is a bug
+    test_sealed: bool = False
 
     def __len__(self) -> int:
         return len(self.ecg_id)
 
     def split(self, name: str) -> np.ndarray:
         """Row indices of a split: 'train' (folds 1-8), 'val' (9) or 'test' (10)."""
+        if name == "test" and self.test_sealed:
+            raise RuntimeError(
+                "the test fold (10) was read while it is sealed: it may only be read after the "
+                "configurations are frozen"
+            )
         return np.flatnonzero(np.isin(self.folds, SPLITS[name]))
 
     def standardized(self, rows: np.ndarray, leads: tuple[int, ...] = tuple(range(12))) -> np.ndarray:

@@ -41,12 +41,15 @@ def _usable(y: np.ndarray) -> bool:
 def bootstrap_ci(
     y_true: np.ndarray, y_score: np.ndarray, n_boot: int = 1000, seed: int = 0, level: float = 0.95
 ) -> tuple[float, float]:
-    """Percentile bootstrap CI of the macro-AUC over records."""
+    """Percentile bootstrap CI of the macro-AUC over records; (nan, nan) when no resample has both
+    label values in every class (a few records, a rare class)."""
     stats = [
         roc_auc_score(y_true[i], y_score[i], average="macro")
         for i in _resamples(len(y_true), n_boot, seed)
         if _usable(y_true[i])
     ]
+    if not stats:
+        return float("nan"), float("nan")
     lo, hi = np.percentile(stats, [50 * (1 - level), 50 * (1 + level)])
     return float(lo), float(hi)
 
@@ -73,6 +76,8 @@ def paired_bootstrap(
             if _usable(y_true[i])
         ]
     )
+    if len(diffs) == 0:
+        return {"gain": float(gain), "ci": [float("nan")] * 2, "p_value": float("nan"), "n_boot": 0}
     lo, hi = np.percentile(diffs, [50 * (1 - level), 50 * (1 + level)])
     if np.all(diffs == 0):
         p = 1.0

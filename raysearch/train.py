@@ -213,13 +213,57 @@ def check_teacher(blob: dict, source: str, embedding_size: int | None = None) ->
 # ------------------------------------------------------------------------------- batches
 
 
-def _crops(x: np.ndarray, length: int, rng: np.random.Generator) -> np.ndarray:
-    """One random window of `length` samples per record."""
-    if length >= x.shape[2]:
-        return x
-    starts = rng.integers(0, x.shape[2] - length + 1, size=len(x))
-    idx = starts[:, None] + np.arange(length)[None, :]
-    return np.take_along_axis(x, idx[:, None, :], axis=2)
+class Signals:
+    """Standardized batches of PTB-XL signals, made on the training device.
+
+    On a GPU (`resident`) the raw int16 samples (about 0.5 GB for PTB-XL at 100 Hz) are copied to
+    the device once and each batch is indexed, cropped and standardized there, so the host only
+    draws random numbers and the trials packed on a GPU do not compete for CPU cores to copy and
+    convert samples (BENCHMARKS.md, "GPU", has what was and was not measured). On a CPU the batch
+    is cut from the (memory-mapped) array, cropped before it is converted so only the kept samples
+    are standardized. Both give the same numbers as `PTBXL.standardized` (same float32 operations,
+    same order).
+    """
+
+    def __init__(self, data: PTBXL, device: torch.device, resident: bool | None = None):
+        self.data, self.device = data, device
+        self.resident = device.type == "cuda" if resident is None else resident
+        self.mean, self.std = torch.from_numpy(data.mean).to(device), torch.from_numpy(data.std).to(device)
+        if self.resident:  # np.array: a writable copy of what may be a read-only memmap / Ray buffer
+            self.signals = torch.from_numpy(np.array(data.signals)).to(device)
+            self.baseline = torch.from_numpy(np.array(data.baseline)).to(device)
+            self.gain = torch.from_numpy(np.array(data.gain)).to(device)
+
+    def batch(
+        self, rows: np.ndarray, leads: tuple[int, ...], starts: np.ndarray | None = None, length: int = 0
+    ) -> torch.Tensor:
+        """(len(rows), len(leads), length) float32 on the device; `starts`: each record's window
+        start (None: the whole record)."""
+        leads = list(leads)
+        if self.resident:
+            r = torch.from_numpy(np.asarray(rows)).to(self.device)
+            x = self.signals[r][:, leads].float()
+            if starts is not None:
+                idx = torch.from_numpy(starts).to(self.device)[:, None]
+                idx = idx + torch.arange(length, device=self.device)
+                x = torch.gather(x, 2, idx[:, None, :].expand(-1, len(leads), -1))
+            base, gain = self.baseline[r][:, leads, None], self.gain[r][:, leads, None]
+        else:
+            x = self.data.signals[rows][:, leads]
+            if starts is not None:
+                idx = starts[:, None] + np.arange(length)[None, :]
+                x = np.take_along_axis(x, idx[:, None, :], axis=2)
+            x = torch.from_numpy(x.astype(np.float32))
+            base = torch.from_numpy(self.data.baseline[rows][:, leads, None])
+            gain = torch.from_numpy(self.data.gain[rows][:, leads, None])
+        x = (x - base.to(x.device)) / gain.to(x.device)
+        x = (x - self.mean[leads][None, :, None]) / self.std[leads][None, :, None]
+        return x.to(self.device)
+
+
+def _crop_starts(n: int, total: int, length: int, rng: np.random.Generator) -> np.ndarray | None:
+    """One random window start per record (None: the crop is the whole record)."""
+    return None if length >= total else rng.integers(0, total - length + 1, size=n)
 
 
 def _window_starts(total: int, length: int, stride: int) -> list[int]:
@@ -233,28 +277,27 @@ def _window_starts(total: int, length: int, stride: int) -> list[int]:
 @torch.no_grad()
 def predict(
     net: ContrastiveNet,
-    data: PTBXL,
+    signals: Signals,
     rows: np.ndarray,
     cfg: TrainConfig,
-    device: torch.device,
     batch_records: int = 64,
 ) -> np.ndarray:
     """Sigmoid scores (n, 5): each record's sliding windows averaged (the benchmark's recipe)."""
     net.eval()
+    data, device = signals.data, signals.device
     leads = parse_leads(cfg.leads)
-    fs = data.sampling_rate
     total = data.signals.shape[2]
-    length = int(cfg.crop_seconds * fs) if cfg.crop_seconds else total
-    stride = int((cfg.eval_stride_seconds or cfg.crop_seconds or 10) * fs)
+    length = int(cfg.crop_seconds * data.sampling_rate) if cfg.crop_seconds else total
+    stride = int((cfg.eval_stride_seconds or cfg.crop_seconds or 10) * data.sampling_rate)
     starts = _window_starts(total, length, stride)
     out = np.zeros((len(rows), len(CLASSES)), dtype=np.float32)
     for s in range(0, len(rows), batch_records):
         r = rows[s : s + batch_records]
-        x = data.standardized(r, leads)
-        windows = np.concatenate([x[:, :, a : a + length] for a in starts])  # (W*b, L, length)
-        meta = np.tile(data.meta[r], (len(starts), 1))
+        x = signals.batch(r, leads)
+        windows = torch.cat([x[:, :, a : a + length] for a in starts])  # (W*b, L, length)
+        meta = torch.from_numpy(data.meta[r]).to(device).repeat(len(starts), 1)
         with _autocast(cfg, device):
-            _, logits = net(torch.from_numpy(windows).to(device), torch.from_numpy(meta).to(device))
+            _, logits = net(windows, meta)
         p = torch.sigmoid(logits.float()).cpu().numpy().reshape(len(starts), len(r), -1)
         out[s : s + len(r)] = p.mean(axis=0)
     return out
@@ -262,15 +305,15 @@ def predict(
 
 def evaluate(
     net: ContrastiveNet,
-    data: PTBXL,
+    signals: Signals,
     split: str,
     cfg: TrainConfig,
-    device: torch.device,
     with_ci: bool = False,
 ) -> dict:
     """Macro-AUC, per-class AUC (and the bootstrap CI) of `split`, plus the predictions."""
+    data = signals.data
     rows = data.split(split)
-    y_score = predict(net, data, rows, cfg, device)
+    y_score = predict(net, signals, rows, cfg)
     y_true = data.labels[rows]
     result = {
         "macro_auc": macro_auc(y_true, y_score),
@@ -354,7 +397,9 @@ def train_stage(
         scheduler.load_state_dict(resume["scheduler"])
         history = list(resume["history"])
         start_epoch = int(resume["epoch"]) + 1
-    length = int(cfg.crop_seconds * data.sampling_rate) if cfg.crop_seconds else data.signals.shape[2]
+    total = data.signals.shape[2]
+    length = int(cfg.crop_seconds * data.sampling_rate) if cfg.crop_seconds else total
+    signals = Signals(data, device)
     bce = nn.BCEWithLogitsLoss()
     all_leads = tuple(range(12))
 
@@ -390,20 +435,18 @@ def train_stage(
             )
         for s in batches:
             rows = np.sort(order[s : s + cfg.batch_size])  # sorted: faster reads from the memmap
-            x_all = _crops(
-                data.standardized(rows, all_leads if teacher_net is not None else leads), length, rng
-            )
-            x = torch.from_numpy(
-                np.ascontiguousarray(x_all[:, list(leads)] if teacher_net is not None else x_all)
-            )
+            starts = _crop_starts(len(rows), total, length, rng)
+            # the student's teacher reads all 12 leads of the same crop
+            x_all = signals.batch(rows, all_leads if teacher_net is not None else leads, starts, length)
+            x = x_all[:, list(leads)] if teacher_net is not None else x_all
             meta = torch.from_numpy(data.meta[rows]).to(device)
             y = torch.from_numpy(data.labels[rows]).to(device)
             with _autocast(cfg, device):
-                vx, logits = net(x.to(device), meta)
+                vx, logits = net(x, meta)
                 loss_bce = bce(logits.float(), y)
                 if teacher_net is not None:
                     with torch.no_grad():
-                        v12 = teacher_net.embed(torch.from_numpy(x_all).to(device), meta)
+                        v12 = teacher_net.embed(x_all, meta)
                     loss_sim = similarity(cfg.sim, v12.float(), vx.float())
                 else:
                     loss_sim = torch.zeros((), device=device)
@@ -416,7 +459,7 @@ def train_stage(
             sums["bce"] += loss_bce.item() * len(rows)
             sums["sim"] += loss_sim.item() * len(rows)
         train_seconds = time.perf_counter() - t0
-        val = evaluate(net, data, "val", cfg, device)
+        val = evaluate(net, signals, "val", cfg)
         metrics = {
             "epoch": epoch + 1,
             "train_loss": sums["loss"] / len(order),
@@ -429,6 +472,8 @@ def train_stage(
             "epoch_seconds": time.perf_counter() - t0,
             "samples_per_s": len(order) / train_seconds,
         }
+        if device.type == "cuda":  # what --gpus-per-trial must leave room for (plus the CUDA context)
+            metrics["gpu_max_allocated_MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
         history.append(metrics)
         if progress:
             print(
@@ -442,21 +487,26 @@ def train_stage(
     return StageResult(cfg, net, history, device)
 
 
-def final_metrics(result: StageResult, data: PTBXL) -> tuple[dict, dict]:
-    """Validation and test figures of a finished stage; the only place the test fold is read."""
+def final_metrics(result: StageResult, data: PTBXL, with_ci: bool = True) -> tuple[dict, dict]:
+    """Validation and test figures of a finished stage; the only place the test fold is read.
+
+    Callers that choose configurations (the search, the report) hand their trials a copy of the
+    data with the test fold sealed (`PTBXL.test_sealed`) and call this only for frozen choices.
+    """
     cfg = result.cfg
-    val = evaluate(result.net, data, "val", cfg, result.device, with_ci=True)
-    test = evaluate(result.net, data, "test", cfg, result.device, with_ci=True)
+    signals = Signals(data, result.device)
+    val = evaluate(result.net, signals, "val", cfg, with_ci=with_ci)
+    test = evaluate(result.net, signals, "test", cfg, with_ci=with_ci)
     metrics = {
         "stage": cfg.stage,
         "pseudo": cfg.stage == "student" if cfg.stage != "teacher" else None,
         "leads": cfg.leads,
         "classes": list(CLASSES),
         "val_macro_auc": val["macro_auc"],
-        "val_macro_auc_ci": val["macro_auc_ci"],
+        "val_macro_auc_ci": val.get("macro_auc_ci"),
         "val_per_class_auc": val["per_class_auc"],
         "test_macro_auc": test["macro_auc"],
-        "test_macro_auc_ci": test["macro_auc_ci"],
+        "test_macro_auc_ci": test.get("macro_auc_ci"),
         "per_class_auc": test["per_class_auc"],
         "epochs_run": len(result.history),
         "history": result.history,

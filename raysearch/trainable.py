@@ -21,9 +21,14 @@ STATE_FILE = "state.pt"
 _CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 
 
+def flat_config(config: dict) -> dict:
+    """A Tune config with its `job` (a report's grid over whole configurations) merged in."""
+    return {**config.get("job", {}), **{k: v for k, v in config.items() if k != "job"}}
+
+
 def trial_config(config: dict) -> TrainConfig:
     """The TrainConfig of a Tune config (extra keys such as `pseudo` are Tune-side labels)."""
-    return TrainConfig(**{k: v for k, v in config.items() if k in _CONFIG_FIELDS})
+    return TrainConfig(**{k: v for k, v in flat_config(config).items() if k in _CONFIG_FIELDS})
 
 
 def _resolve(ref):

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from raysearch import UserError
@@ -84,11 +85,14 @@ def _hparams_logger():
     """
     from ray.tune.logger import TBXLoggerCallback
 
+    from raysearch.trainable import flat_config
+
     class HParamsLogger(TBXLoggerCallback):
         def _try_log_hparams(self, trial, result):
             from tensorboardX.summary import hparams
 
-            params = {k: trial.config[k] for k in HPARAMS if k in trial.config}
+            config = flat_config(trial.config)
+            params = {k: config[k] for k in HPARAMS if k in config}
             params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
             params = {k: (str(v) if v is None else v) for k, v in params.items()}
             for summary in hparams(hparam_dict=params, metric_dict=result):
@@ -212,6 +216,7 @@ class Search:
         self.data = None
         self.data_ref = None
         self.teacher_refs: dict[int, object] = {}
+        self.resume_hint = "run the same command with --resume to continue"
 
     def save_progress(self) -> None:
         tmp = self.progress_path.with_suffix(".tmp")
@@ -300,8 +305,7 @@ class Search:
         statuses = [t.status for t in grid._experiment_analysis.trials]  # no public "interrupted" flag
         if len(statuses) < expected or any(s not in ("TERMINATED", "ERROR") for s in statuses):
             raise UserError(
-                f"search interrupted during {name}; finished trials are kept in {self.location}: "
-                f"run the same command with --resume to continue"
+                f"interrupted during {name}; finished trials are kept in {self.location}: {self.resume_hint}"
             )
         return list(grid)
 
@@ -371,6 +375,19 @@ class Search:
             "history": state["history"],
         }
 
+    def test_once(self, result, out_dir: Path, with_ci: bool = True) -> dict:
+        """Evaluate a chosen (frozen) trial's final network on validation and test; write it and
+        its predictions to `out_dir` (write_run's layout); its metrics."""
+        blob = self._blob(result)
+        cfg = TrainConfig(**blob["config"]).resolved()
+        if self.args.gpus_per_trial <= 0:
+            cfg.device = "cpu"
+        device = pick_device(cfg.device)
+        stage = StageResult(cfg, import_net(blob, str(out_dir)).to(device), blob["history"], device)
+        metrics, predictions = final_metrics(stage, self.data, with_ci=with_ci)
+        write_run(out_dir, stage, metrics, predictions)
+        return metrics
+
     def arm_stage(self, leads: str, arm: str) -> list:
         """One arm (student or baseline) of one lead subset: Optuna + ASHA over `--trials` trials."""
         from ray import tune
@@ -424,14 +441,7 @@ class Search:
                 f"see {self.location}/{name}"
             )
         top = max(finished, key=lambda r: r.metrics[METRIC])
-        blob = self._blob(top)
-        cfg = TrainConfig(**blob["config"]).resolved()
-        if self.args.gpus_per_trial <= 0:
-            cfg.device = "cpu"
-        device = pick_device(cfg.device)
-        stage = StageResult(cfg, import_net(blob, name).to(device), blob["history"], device)
-        metrics, predictions = final_metrics(stage, self.data)
-        write_run(self.run_dir / "best" / name, stage, metrics, predictions)
+        metrics = self.test_once(top, self.run_dir / "best" / name)
         return {
             "trials": len(results),
             "finished": len(finished),
@@ -541,6 +551,35 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def start_ray(args: argparse.Namespace, run_dir: Path | None) -> None:
+    """Start (or join, --address) Ray; check that every node sees `run_dir` (None: a URI);
+    default --max-concurrent to what the CPUs allow."""
+    import ray
+
+    if args.address:
+        ray.init(address=args.address, log_to_driver=False)
+    else:
+        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        if run_dir is not None:
+            check_shared_storage(run_dir)
+    except UserError:
+        ray.shutdown()
+        raise
+    if not args.max_concurrent:
+        args.max_concurrent = max(
+            1, int(ray.cluster_resources().get("CPU", 1) // max(args.cpus_per_trial, 1e-9))
+        )
+
+
+def put_sealed(data):
+    """Put the dataset in the object store once (every trial maps it zero-copy), its test fold
+    sealed: no trial may read it, since trials are where configurations are chosen."""
+    import ray
+
+    return ray.put(replace(data, test_sealed=True))
+
+
 def search_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     leads = parse_lead_list(args.leads)
@@ -570,23 +609,10 @@ def search_main(argv: list[str]) -> int:
 
     import ray
 
-    if args.address:
-        ray.init(address=args.address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=args.num_cpus, include_dashboard=False, log_to_driver=False)
-    try:
-        if search.uri is None:
-            check_shared_storage(search.run_dir)
-    except UserError:
-        ray.shutdown()
-        raise
-    if not args.max_concurrent:
-        args.max_concurrent = max(
-            1, int(ray.cluster_resources().get("CPU", 1) // max(args.cpus_per_trial, 1e-9))
-        )
+    start_ray(args, None if search.uri else search.run_dir)
     t0 = time.perf_counter()
     try:
-        search.data_ref = ray.put(search.data)  # once: every trial maps it zero-copy
+        search.data_ref = put_sealed(search.data)
         if teacher_blob is not None:
             size = teacher_blob["model_config"]["embedding_size"]
             teachers = {size: teacher_blob}

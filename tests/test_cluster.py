@@ -4,11 +4,15 @@ import copy
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, run_cli
 from test_tuner import _finish, _kill_matching, _running_trial, _search, _trial_dirs, _wait_for, micro
 
 
@@ -118,3 +122,72 @@ def test_multi_node_search_spreads_and_survives_a_lost_node(cluster, tmp_path, s
     per_node = summary["object_store"]["after_teachers"]["bytes_used_per_node"]
     assert per_node[head_id] >= signal_bytes
     assert max(v for k, v in per_node.items() if k != head_id) >= signal_bytes, per_node
+
+
+def _can_mount_privately() -> bool:
+    """Whether this machine lets us give one process its own mount namespace (root, unshare)."""
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return False
+    probe = tempfile.mkdtemp(prefix="rsns", dir="/tmp")
+    try:
+        r = subprocess.run(
+            ["unshare", "-m", "sh", "-c", f"mount -t tmpfs none {probe}"], capture_output=True, timeout=30
+        )
+        return r.returncode == 0
+    finally:
+        shutil.rmtree(probe, ignore_errors=True)
+
+
+@pytest.mark.skipif(not _can_mount_privately(), reason="needs unshare -m and mount (root)")
+def test_node_local_storage_is_refused_on_several_nodes(tmp_path, synthetic_ptbxl):
+    """A worker node that cannot see --storage (here: its own mount namespace hides the folder
+    under an empty tmpfs) makes the search refuse to start, naming how many nodes are blind."""
+    from ray.cluster_utils import Cluster
+
+    ray_tmp = tempfile.mkdtemp(prefix="rsl", dir="/tmp")
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled"}
+    os.environ.update(RAY_TMPDIR=ray_tmp, RAY_AUTH_MODE="disabled")
+    storage = tmp_path / "storage"
+    storage.mkdir()
+    c = Cluster(
+        initialize_head=True, connect=False, head_node_args={"num_cpus": 1, "include_dashboard": False}
+    )
+    start = f"{sys.executable} -m ray.scripts.scripts start --address {c.address} --num-cpus 1 --block"
+    node = subprocess.Popen(
+        ["unshare", "-m", "sh", "-c", f"mount -t tmpfs none {storage} && exec {start}"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        import ray
+
+        ray.init(address=c.address)
+        deadline = time.monotonic() + 120
+        while sum(n["Alive"] for n in ray.nodes()) < 2:
+            assert time.monotonic() < deadline and node.poll() is None, "the second node did not join"
+            time.sleep(1)
+        ray.shutdown()
+        r = run_cli(
+            "--address",
+            c.address,
+            "--data",
+            str(synthetic_ptbxl),
+            "--storage",
+            str(storage),
+            "--name",
+            "run",
+            env=env,
+        )
+        assert r.returncode == 2, r.stderr[-2000:]
+        assert f"--storage {storage}: not visible from 1 of 2 nodes" in r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        ray.shutdown()
+        os.killpg(node.pid, signal.SIGTERM)
+        node.wait(timeout=60)
+        c.shutdown()
+        _kill_matching(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+        os.environ.pop("RAY_TMPDIR", None)

@@ -36,3 +36,23 @@ def test_paired_bootstrap():
     assert out["ci"][0] < out["gain"] < out["ci"][1] and out["gain"] > 0
     same = paired_bootstrap(y, a, a.copy(), n_boot=200)
     assert same["gain"] == 0.0 and same["p_value"] == 1.0 and same["ci"] == [0.0, 0.0]
+
+
+def test_paired_bootstrap_ci_contains_the_gain_and_shrinks_with_records():
+    widths = []
+    for n in (300, 3000):
+        y, a = _fake(n, noise=0.9)
+        _, b = _fake(n, seed=1, noise=1.0)
+        out = paired_bootstrap(y, a, b, n_boot=300)
+        assert out["ci"][0] <= out["gain"] <= out["ci"][1]
+        widths.append(out["ci"][1] - out["ci"][0])
+    assert widths[1] < widths[0] / 2  # ~1/sqrt(n): ten times the records, about a third the width
+
+
+def test_bootstrap_of_too_few_records_is_nan_not_a_crash():
+    y = np.array([[1.0], [0.0], [0.0]])  # most resamples of 3 records miss one label value
+    s = np.array([[0.9], [0.1], [0.2]])
+    lo, hi = bootstrap_ci(y[:2] * 0 + 1, s[:2], n_boot=20)  # one label value only: never usable
+    assert np.isnan(lo) and np.isnan(hi)
+    out = paired_bootstrap(y[:2] * 0 + 1, s[:2], s[:2], n_boot=20)
+    assert out["n_boot"] == 0 and np.isnan(out["p_value"])

@@ -10,6 +10,7 @@ from conftest import run_cli
 from raysearch import UserError
 from raysearch.data import load_ptbxl
 from raysearch.train import (
+    Signals,
     TrainConfig,
     export_net,
     final_metrics,
@@ -90,13 +91,29 @@ def test_reproducible_and_resumable_on_cpu(data):
     assert resumed.history[-1]["val_macro_auc"] == full.history[-1]["val_macro_auc"]
 
 
+def test_signals_on_the_device_equal_the_host_batches(data):
+    """The GPU path (samples resident on the device) computes what the host path and
+    PTBXL.standardized compute; checked on the CPU with the resident code path."""
+    cpu = torch.device("cpu")
+    host, resident = Signals(data, cpu, resident=False), Signals(data, cpu, resident=True)
+    rows, leads = np.sort(data.split("train")[:9]), (0, 1, 7)
+    full = data.standardized(rows, leads)
+    assert torch.equal(host.batch(rows, leads), torch.from_numpy(full))
+    assert torch.equal(resident.batch(rows, leads), torch.from_numpy(full))
+    starts = np.random.default_rng(0).integers(0, 750, size=len(rows))
+    crop = np.stack([full[i, :, a : a + 250] for i, a in enumerate(starts)])
+    assert torch.equal(host.batch(rows, leads, starts, 250), torch.from_numpy(crop))
+    assert torch.equal(resident.batch(rows, leads, starts, 250), torch.from_numpy(crop))
+
+
 def test_checkpoint_round_trip(tmp_path, data, teacher):
     save_checkpoint(tmp_path / "run", teacher.export())
     blob = load_checkpoint(tmp_path / "run" / "model.pt")
     net = import_net(blob)
     rows = data.split("val")[:20]
-    a = predict(teacher.net, data, rows, teacher.cfg, teacher.device)
-    b = predict(net, data, rows, teacher.cfg, teacher.device)
+    signals = Signals(data, teacher.device)
+    a = predict(teacher.net, signals, rows, teacher.cfg)
+    b = predict(net, signals, rows, teacher.cfg)
     assert np.array_equal(a, b)
 
 

@@ -342,7 +342,7 @@ def test_ctrl_c_reports_interruption_and_resumes(ray_env, synthetic_ptbxl):
     )
     proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and returns
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 2 and "search interrupted during student-6" in out and "--resume" in out
+    assert proc.returncode == 2 and "interrupted during student-6" in out and "--resume" in out
     assert "Traceback" not in out and not (run_dir / "summary.json").exists()
     out = _finish(_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
     r = json.loads((run_dir / "summary.json").read_text())["leads"]["6"]["student"]

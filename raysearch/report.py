@@ -1,0 +1,592 @@
+"""`python -m raysearch report RUN_DIR [--seeds K]`: the paper's Table 1 from a finished search.
+
+1. freeze  every arm's configuration as the search chose it on the validation fold
+           (RUN_DIR/best/ARM-LEADS) and the best 12-lead teacher (RUN_DIR/teachers), written to
+           RUN_DIR/report/configs.json before anything else. Until then the test fold is sealed
+           (PTBXL.test_sealed), and the trials only ever see a sealed copy.
+2. seeds   (--seeds K) each frozen configuration retrained with K new seeds (search seed + 1..K)
+           as one Tune run, a grid over arm x seed, in parallel on the cluster; the students
+           distil from the search's own stage-1 teacher of their embedding size, shared through
+           the object store. Without --seeds the search's own single-seed runs are used.
+3. test    each run's final network evaluated once on validation and test, saved under
+           RUN_DIR/report/runs/ARM-LEADS-seedN (a rerun reuses them; an interrupted report
+           resumes its Tune run).
+4. table   per lead subset and arm, test macro-AUC mean +- std over seeds and the macro-AUC of
+           the seed-ensembled predictions with its bootstrap CI; the gain pseudo = True - False
+           of the ensembles with a paired bootstrap CI and p-value (the same resampled test
+           records for both arms); validation beside test; the paper's validation figure.
+           Written as RUN_DIR/report.{md,csv,json,png} and printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from raysearch import UserError
+from raysearch.data import CLASSES
+from raysearch.metrics import bootstrap_ci, macro_auc, paired_bootstrap, per_class_auc
+from raysearch.train import TrainConfig, load_checkpoint
+
+ROWS = ("12", "6", "4", "3", "2")
+ARMS = ("student", "baseline")  # pseudo = True, pseudo = False
+TEACHER = "teacher-12"
+_PSEUDO = {"teacher": None, "student": True, "baseline": False}  # the HParams label of each stage
+
+
+# ------------------------------------------------------------------------------- 1. freeze
+
+
+def _saved(run_dir: Path, what: str) -> dict:
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise UserError(f"{path}: missing; expected the {what} saved by the search")
+    return json.loads(path.read_text())["config"]
+
+
+def freeze(run_dir: Path) -> dict:
+    """Every arm's configuration as the search chose it (validation fold only): {name: config},
+    plus where each teacher lives. Raises UserError when RUN_DIR is not a finished search."""
+    path = run_dir / "summary.json"
+    if not path.is_file():
+        raise UserError(
+            f"{path}: missing; expected the RUN_DIR of a finished search (it writes summary.json "
+            f"when every stage is done)"
+        )
+    summary = json.loads(path.read_text())
+    teacher_dirs = {}
+    for size, t in summary["teachers"].items():
+        saved = run_dir / "teachers" / size
+        teacher_dirs[int(size)] = str(saved if saved.is_dir() else Path(t["given"]))
+    # the 12-lead row: the teacher the search rated best on validation (a given one has no score)
+    best = max(summary["teachers"], key=lambda s: summary["teachers"][s].get("val_macro_auc", -1.0))
+    configs = {TEACHER: load_checkpoint(teacher_dirs[int(best)])["config"]}
+    for leads, arms in summary["leads"].items():
+        for arm in arms:
+            configs[f"{arm}-{leads}"] = _saved(run_dir / "best" / f"{arm}-{leads}", f"chosen {arm}")
+    return {
+        "configs": configs,
+        "teachers": {str(k): v for k, v in teacher_dirs.items()},
+        "search_seed": int(summary.get("seed", 0)),
+        "summary": summary,
+    }
+
+
+def write_frozen(out: Path, frozen: dict) -> str:
+    """Write configs.json (before any training or test read); its digest goes in the header."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(
+        {k: frozen[k] for k in ("configs", "teachers", "search_seed")}, indent=1, sort_keys=True
+    )
+    (out / "configs.json").write_text(text)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# -------------------------------------------------------------------------------- 2. seeds
+
+
+def run_seeds(args: argparse.Namespace, frozen: dict, data, out: Path, seeds: list[int]) -> None:
+    """Retrain every frozen configuration with each seed (the runs not already in `out/runs`) as
+    one Tune run, then evaluate each finished run once (validation and test)."""
+    import ray
+    from ray import tune
+
+    from raysearch.tuner import Search, put_sealed, start_ray
+
+    todo = [
+        (name, seed)
+        for name in frozen["configs"]
+        for seed in seeds
+        if not (out / "runs" / f"{name}-seed{seed}" / "metrics.json").is_file()
+    ]
+    if not todo:
+        return
+    args.storage, args.name, args.resume = str(args.run_dir.parent), args.run_dir.name, True
+    args.seed = frozen["search_seed"]  # each job sets its own seed; this is only Search's default
+    search = Search(args, {}, [])
+    search.resume_hint = "run the same report command again to continue"
+    search.data = data
+    start_ray(args, search.run_dir)
+    try:
+        search.data_ref = put_sealed(data)
+        for size, path in frozen["teachers"].items():
+            blob = load_checkpoint(path)
+            search.teacher_refs[int(size)] = ray.put(
+                {k: blob[k] for k in ("config", "model_config", "model")}
+            )
+        common = search._common({})
+        jobs = [
+            {
+                **frozen["configs"][name],
+                **{k: common[k] for k in ("threads", "device")},
+                "seed": seed,
+                "run": f"{name}-seed{seed}",
+                "pseudo": _PSEUDO[frozen["configs"][name]["stage"]],
+            }
+            for name, seed in todo
+        ]
+        # the experiment is named by what it trains, so a rerun restores exactly this grid
+        tag = hashlib.sha256(json.dumps(todo).encode()).hexdigest()[:8]
+        name = f"report-{tag}"
+        print(
+            f"report: training {len(jobs)} run(s) ({len(seeds)} seed(s) x {len(frozen['configs'])} "
+            f"arms) as Tune run {name}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+        def make():
+            return tune.Tuner(
+                search._trainable(),
+                param_space={"job": tune.grid_search(jobs)},
+                tune_config=tune.TuneConfig(
+                    metric="val_macro_auc",
+                    mode="max",
+                    reuse_actors=True,
+                    max_concurrent_trials=args.max_concurrent,
+                ),
+                run_config=search._run_config(name),
+            )
+
+        results = search.fit(name, make, len(jobs))
+        failed = []
+        for result in results:
+            run = result.config["job"]["run"]
+            epochs = int(result.config["job"]["epochs"])
+            if result.error is not None or result.metrics.get("training_iteration") != epochs:
+                failed.append(run)
+                continue
+            data.test_sealed = False  # configurations frozen (configs.json) and this run trained
+            search.test_once(result, out / "runs" / run, with_ci=False)
+        if failed:
+            raise UserError(
+                f"{len(failed)} report run(s) failed ({', '.join(sorted(failed))}); the others are saved "
+                f"in {out / 'runs'}; see {search.location}/{name}"
+            )
+    finally:
+        ray.shutdown()
+
+
+def single_seed(frozen: dict, data, out: Path, run_dir: Path) -> dict[str, list[Path]]:
+    """Without --seeds: the search's own runs (RUN_DIR/best), the teacher evaluated here once."""
+    from raysearch.train import StageResult, final_metrics, import_net, pick_device, write_run
+
+    runs = {name: [run_dir / "best" / name] for name in frozen["configs"] if name != TEACHER}
+    seed = frozen["search_seed"]
+    teacher_out = out / "runs" / f"{TEACHER}-seed{seed}"
+    if not (teacher_out / "metrics.json").is_file():
+        cfg = TrainConfig(**frozen["configs"][TEACHER]).resolved()
+        size = str(cfg.embedding_size)
+        blob = load_checkpoint(frozen["teachers"][size])
+        device = pick_device("auto")
+        stage = StageResult(cfg, import_net(blob, frozen["teachers"][size]).to(device), [], device)
+        data.test_sealed = False  # the teacher was chosen by the search, on validation
+        metrics, predictions = final_metrics(stage, data, with_ci=False)
+        write_run(teacher_out, stage, metrics, predictions)
+    runs[TEACHER] = [teacher_out]
+    return runs
+
+
+# -------------------------------------------------------------------------------- 3. table
+
+
+def _load(runs: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    arrays = [np.load(r / f"predictions_{split}.npz") for r in runs]
+    for a, r in zip(arrays, runs, strict=True):
+        if not np.array_equal(a["ecg_id"], arrays[0]["ecg_id"]):
+            raise UserError(
+                f"{r}: scored other {split} records than {runs[0]}; were they made from one dataset?"
+            )
+    return arrays[0]["ecg_id"], arrays[0]["y_true"], [a["y_score"] for a in arrays]
+
+
+def arm_figures(runs: list[Path], n_boot: int) -> dict:
+    """Per split: each seed's macro-AUC, their mean and std, and the seed-ensembled predictions'
+    macro-AUC (with a bootstrap CI on test) and per-class AUC."""
+    out = {"runs": [str(r) for r in runs], "seeds": len(runs)}
+    for split in ("val", "test"):
+        _, y, scores = _load(runs, split)
+        per_seed = [macro_auc(y, s) for s in scores]
+        ensemble = np.mean(scores, axis=0)
+        fig = {
+            "per_seed": per_seed,
+            "mean": float(np.mean(per_seed)),
+            "std": float(np.std(per_seed, ddof=1)) if len(per_seed) > 1 else None,
+            "ensemble": macro_auc(y, ensemble),
+            "ensemble_per_class": dict(zip(CLASSES, per_class_auc(y, ensemble).tolist(), strict=True)),
+        }
+        if split == "test":
+            fig["ensemble_ci"] = list(bootstrap_ci(y, ensemble, n_boot=n_boot, seed=0))
+        out[split] = fig
+    return out
+
+
+def build_report(runs: dict[str, list[Path]], frozen: dict, n_boot: int) -> dict:
+    """The table's numbers: one row per lead subset (12 = the teacher)."""
+    from raysearch.tuner import PAPER_VAL_AUC
+
+    rows = []
+    for leads in ROWS:
+        arms = [TEACHER] if leads == "12" else [f"{a}-{leads}" for a in ARMS]
+        if not all(a in runs for a in arms):
+            continue
+        row = {"leads": leads, "paper_val": PAPER_VAL_AUC.get(leads, {}), "arms": {}}
+        for a in arms:
+            row["arms"][a.split("-")[0]] = {**arm_figures(runs[a], n_boot), "config": frozen["configs"][a]}
+        if leads != "12":
+            _, y, s = _load(runs[f"student-{leads}"], "test")
+            _, _, b = _load(runs[f"baseline-{leads}"], "test")
+            row["gain"] = paired_bootstrap(y, np.mean(s, axis=0), np.mean(b, axis=0), n_boot=n_boot, seed=0)
+            row["gain"]["of_seed_means"] = (
+                row["arms"]["student"]["test"]["mean"] - row["arms"]["baseline"]["test"]["mean"]
+            )
+        rows.append(row)
+    return {"rows": rows, "classes": list(CLASSES)}
+
+
+# ------------------------------------------------------------------------------- 4. outputs
+
+
+def _pm(fig: dict) -> str:
+    return f"{fig['mean']:.4f}" + (f" ± {fig['std']:.4f}" if fig["std"] is not None else "")
+
+
+def _ens(fig: dict) -> str:
+    lo, hi = fig["ensemble_ci"]
+    return f"{fig['ensemble']:.4f} ({lo:.4f}–{hi:.4f})"
+
+
+def markdown(report: dict) -> str:
+    """report.md: header (what was run), the macro-AUC table, the per-class table, the reading."""
+    h = report["header"]
+    k = h["seeds"]
+    kind = (
+        f"{k} seeds per configuration"
+        if k > 1
+        else "single-seed (the search's own runs; seed variance unmeasured)"
+    )
+    lines = [
+        f"# raysearch report: {h['run_dir']}",
+        "",
+        f"- **Figures:** {kind}"
+        f", test = fold 10, validation = fold 9; configurations chosen by the search on validation "
+        f"and frozen (report/configs.json) before the test fold was read.",
+        f"- **Data:** {h['data']} ({h['records']} records). **Search:** space {h['space']}, "
+        f"{h['trials']} trials per arm, seed {h['search_seed']}.",
+        f"- **Budget:** {h['budget']}.",
+        f"- **Device:** {h['device']}. **Wall time:** search {h['wall']['search']}, "
+        f"report {h['wall']['report']}.",
+        "",
+        "## Macro-AUC (test; validation beside it)",
+        "",
+        "mean ± std over seeds; ensemble = macro-AUC of the seeds' averaged predictions with its 95% "
+        "bootstrap CI over test records; gain = ensemble(pseudo = True) − ensemble(pseudo = False), 95% "
+        "CI and p from a paired bootstrap over the same test records. The 12-lead row is the teacher.",
+        "",
+        "| leads | pseudo = True: test | ensemble (95% CI) | val | pseudo = False: test | "
+        "ensemble (95% CI) | val | gain (95% CI) | p | paper val True / False |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        paper = row["paper_val"]
+        if row["leads"] == "12":
+            t = row["arms"]["teacher"]
+            lines.append(
+                f"| 12 (teacher) | {_pm(t['test'])} | {_ens(t['test'])} | {_pm(t['val'])} | "
+                f"– | – | – | – | – | {paper.get('teacher', '–')} |"
+            )
+            continue
+        s, b, g = row["arms"]["student"], row["arms"]["baseline"], row["gain"]
+        lines.append(
+            f"| {row['leads']} | {_pm(s['test'])} | {_ens(s['test'])} | {_pm(s['val'])} | {_pm(b['test'])} | "
+            f"{_ens(b['test'])} | {_pm(b['val'])} | "
+            f"{g['gain']:+.4f} ({g['ci'][0]:+.4f} to {g['ci'][1]:+.4f}) | {_p(g['p_value'], g['n_boot'])} | "
+            f"{paper.get('student', '–')} / {paper.get('baseline', '–')} |"
+        )
+    lines += [
+        "",
+        "## Per-class AUC (test, seed-ensembled predictions)",
+        "",
+        "| leads | arm | " + " | ".join(CLASSES) + " |",
+        "|---|---|" + "---|" * len(CLASSES),
+    ]
+    for row in report["rows"]:
+        for arm, fig in row["arms"].items():
+            label = {"teacher": "teacher", "student": "pseudo = True", "baseline": "pseudo = False"}[arm]
+            per = fig["test"]["ensemble_per_class"]
+            lines.append(
+                f"| {row['leads']} | {label} | " + " | ".join(f"{per[c]:.4f}" for c in CLASSES) + " |"
+            )
+    lines += ["", "## Reading", ""] + [f"- {s}" for s in reading(report)] + [""]
+    return "\n".join(lines)
+
+
+def reading(report: dict) -> list[str]:
+    """What the figures do and do not show, row by row, in words."""
+    out = []
+    k = report["header"]["seeds"]
+    for row in report["rows"]:
+        if row["leads"] == "12":
+            continue
+        g = row["gain"]
+        lo, hi = g["ci"]
+        p_text = _p(g["p_value"], g["n_boot"])
+        p_text = p_text if p_text.startswith("<") else f"= {p_text}"
+        verdict = (
+            "the CI excludes 0"
+            + (": the teacher helped on these test records" if lo > 0 else ": the teacher hurt")
+            if lo > 0 or hi < 0
+            else "the CI includes 0: no evidence of a gain either way"
+        )
+        seeds = ""
+        if k > 1:
+            st, bs = row["arms"]["student"]["test"]["std"], row["arms"]["baseline"]["test"]["std"]
+            seeds = (
+                f" The seed means differ by {g['of_seed_means']:+.4f}, against a seed-to-seed std of "
+                f"{st:.4f} (pseudo = True) and {bs:.4f} (pseudo = False)."
+            )
+        out.append(
+            f"{row['leads']} leads: gain {g['gain']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, p {p_text}); "
+            f"{verdict}.{seeds}"
+        )
+    out.append(
+        "The paired bootstrap resamples test records only; "
+        + (
+            "with one seed it says nothing of how much a retraining would move the figures."
+            if k == 1
+            else f"the spread between the {k} seeds is the ± column, and the ensembles average it out."
+        )
+    )
+    out.append(
+        "The paper's figures are validation figures of single runs on the fold that also chose "
+        "the models; ours are test figures of configurations frozen before the test fold was read."
+    )
+    return out
+
+
+def write_csv(report: dict, path: Path) -> None:
+    fields = [
+        "leads",
+        "arm",
+        "pseudo",
+        "seeds",
+        "test_mean",
+        "test_std",
+        "test_ensemble",
+        "test_ci_lo",
+        "test_ci_hi",
+        "val_mean",
+        "val_std",
+        "val_ensemble",
+        "gain",
+        "gain_ci_lo",
+        "gain_ci_hi",
+        "p_value",
+        "paper_val",
+    ] + [f"test_auc_{c}" for c in CLASSES]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=fields)
+        w.writeheader()
+        for row in report["rows"]:
+            g = row.get("gain")
+            for arm, fig in row["arms"].items():
+                t, v = fig["test"], fig["val"]
+                w.writerow(
+                    {
+                        "leads": row["leads"],
+                        "arm": arm,
+                        "pseudo": _PSEUDO[arm],
+                        "seeds": fig["seeds"],
+                        "test_mean": t["mean"],
+                        "test_std": t["std"],
+                        "test_ensemble": t["ensemble"],
+                        "test_ci_lo": t["ensemble_ci"][0],
+                        "test_ci_hi": t["ensemble_ci"][1],
+                        "val_mean": v["mean"],
+                        "val_std": v["std"],
+                        "val_ensemble": v["ensemble"],
+                        "gain": g["gain"] if g else None,
+                        "gain_ci_lo": g["ci"][0] if g else None,
+                        "gain_ci_hi": g["ci"][1] if g else None,
+                        "p_value": g["p_value"] if g else None,
+                        "paper_val": row["paper_val"].get(arm),
+                        **{f"test_auc_{c}": t["ensemble_per_class"][c] for c in CLASSES},
+                    }
+                )
+
+
+def plot(report: dict, path: Path) -> None:
+    """Macro-AUC per lead subset: both arms' ensembles with CIs as error bars, paper as markers."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    styles = {
+        "teacher": ("black", "12 leads: teacher"),
+        "student": ("tab:blue", "pseudo = True (teacher)"),
+        "baseline": ("tab:orange", "pseudo = False (baseline)"),
+    }
+    drawn = set()
+    for x, row in enumerate(report["rows"]):
+        for arm, fig_ in row["arms"].items():
+            color, label = styles[arm]
+            dx = {"teacher": 0.0, "student": -0.12, "baseline": 0.12}[arm]
+            t = fig_["test"]
+            lo, hi = t["ensemble_ci"]
+            ax.errorbar(
+                x + dx,
+                t["ensemble"],
+                yerr=[[t["ensemble"] - lo], [hi - t["ensemble"]]],
+                fmt="o",
+                color=color,
+                capsize=4,
+                label=None if arm in drawn else label,
+            )
+            if len(t["per_seed"]) > 1:
+                ax.plot([x + dx] * len(t["per_seed"]), t["per_seed"], ".", color=color, alpha=0.4)
+            drawn.add(arm)
+            paper = row["paper_val"].get(arm)
+            if paper:
+                ax.plot(
+                    x + dx,
+                    paper,
+                    "x",
+                    color=color,
+                    markersize=8,
+                    label=None if "paper" + arm in drawn else f"paper (val): {label.split(' (')[0]}",
+                )
+                drawn.add("paper" + arm)
+    ax.set_xticks(range(len(report["rows"])), [r["leads"] for r in report["rows"]])
+    ax.set_xlabel("leads")
+    ax.set_ylabel("test macro-AUC (ensemble, 95% CI)")
+    ax.set_title(f"raysearch report ({report['header']['seeds']} seed(s)); dots: single seeds")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _budget(configs: dict) -> str:
+    parts = []
+    for name in (TEACHER, next((n for n in configs if n.startswith("student")), None)):
+        if name:
+            c = TrainConfig(**configs[name]).resolved()
+            parts.append(
+                f"{c.stage}: {c.arch} width {c.width} depth {c.depth}, {c.epochs} epochs, "
+                f"batch {c.batch_size}, {c.crop_seconds} s crops, {c.precision}"
+            )
+    return "; ".join(parts)
+
+
+def _device(args: argparse.Namespace) -> str:
+    import os
+
+    import torch
+
+    if args.gpus_per_trial > 0 and torch.cuda.is_available():
+        return f"{torch.cuda.get_device_name(0)}, {args.gpus_per_trial:g} GPU per trial"
+    return f"CPU, {os.cpu_count()} cores, {args.cpus_per_trial:g} per trial"
+
+
+def _p(value: float, n_boot: int) -> str:
+    """A bootstrap p-value, never printed as 0: below 1/n_boot it is only known to be small."""
+    return f"< {1 / n_boot:.3g}" if value < 1 / n_boot else f"{value:.3f}"
+
+
+def _minutes(seconds) -> str:
+    return "?" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+# -------------------------------------------------------------------------------------- CLI
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from raysearch.cli import add_data_options
+
+    p = argparse.ArgumentParser(
+        prog="raysearch report",
+        description="Table 1 of the paper from a finished search: seeds, CIs, paired test",
+    )
+    p.add_argument("run_dir", help="the RUN_DIR of a finished search (STORAGE/NAME)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="?",
+        const=5,
+        default=None,
+        help="retrain every chosen configuration with K new seeds (default K: 5); "
+        "without it, summarize the search's single-seed runs",
+    )
+    p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples")
+    add_data_options(p)
+    p.set_defaults(data=None)  # default: the search's own --data
+    p.add_argument("--address", default=None, help="join this Ray cluster")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, default=0.0)
+    p.add_argument("--max-concurrent", type=int, default=0)
+    p.add_argument("--max-failures", type=int, default=2)
+    p.add_argument("--num-cpus", type=int, default=None)
+    return p
+
+
+def report_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if "://" in args.run_dir:
+        raise UserError(f"{args.run_dir}: report reads RUN_DIR from a filesystem path; copy it locally first")
+    if args.seeds is not None and args.seeds < 1:
+        raise UserError(f"--seeds {args.seeds}: expected at least 1")
+    t0 = time.perf_counter()
+    args.run_dir = run_dir = Path(args.run_dir).expanduser().resolve()
+    frozen = freeze(run_dir)
+    out = run_dir / "report"
+    digest = write_frozen(out, frozen)  # frozen before any training and before the test fold is read
+    summary = frozen["summary"]
+    args.data = args.data or summary["data"]
+    from raysearch.cli import load_data
+
+    data = load_data(args)
+    data.test_sealed = True  # opened by the steps below, each after configs.json exists
+    if args.seeds:
+        seeds = [frozen["search_seed"] + 1 + k for k in range(args.seeds)]
+        run_seeds(args, frozen, data, out, seeds)
+        runs = {name: [out / "runs" / f"{name}-seed{s}" for s in seeds] for name in frozen["configs"]}
+    else:
+        runs = single_seed(frozen, data, out, run_dir)
+    report = build_report(runs, frozen, args.n_boot)
+    report["header"] = {
+        "run_dir": str(run_dir),
+        "seeds": args.seeds or 1,
+        "seed_values": [frozen["search_seed"] + 1 + k for k in range(args.seeds)]
+        if args.seeds
+        else [frozen["search_seed"]],
+        "configs_sha256": digest,
+        "data": summary["data"],
+        "records": summary["records"],
+        "space": summary["space"],
+        "trials": summary["trials"],
+        "search_seed": frozen["search_seed"],
+        "budget": _budget(frozen["configs"]),
+        "device": _device(args),
+        "wall": {
+            "search": _minutes(summary.get("wall_seconds_this_invocation")),
+            "report": _minutes(time.perf_counter() - t0),
+        },
+    }
+    (run_dir / "report.json").write_text(json.dumps(report, indent=1))
+    write_csv(report, run_dir / "report.csv")
+    plot(report, run_dir / "report.png")
+    text = markdown(report)
+    (run_dir / "report.md").write_text(text)
+    print(text)
+    print(f"wrote {run_dir}/report.md, report.csv, report.json, report.png")
+    return 0

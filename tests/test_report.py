@@ -1,0 +1,152 @@
+"""`raysearch report`: frozen configurations, K seeds, the table's statistics and its files.
+
+One micro search per data set (module-scoped: a real PTB-XL subset, and synthetic data) is
+reported without seeds and with 2 seeds. The report runs in this process so that a spy on
+PTBXL.split sees every read of the test fold by the driver; the trials (Ray workers) hold a copy
+whose test fold is sealed, so a trial that read it would fail the report.
+"""
+
+import csv
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import pytest
+from conftest import run_cli
+from test_tuner import _finish, _kill_matching, _search, micro
+
+from raysearch.data import PTBXL
+from raysearch.metrics import paired_bootstrap
+from raysearch.report import report_main
+
+
+@pytest.fixture(scope="module")
+def ray_tmp():
+    path = tempfile.mkdtemp(prefix="rr", dir="/tmp")
+    yield path
+    _kill_matching(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _searched(tmp_path_factory, ray_tmp, data) -> tuple:
+    storage = tmp_path_factory.mktemp("runs")
+    space = storage / "micro.yaml"
+    space.write_text(micro(epochs=2))
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled"}
+    _finish(_search(env, space, storage, data, "--leads", "4", "--trials", "2"))
+    return storage / "run", env
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory, ray_tmp, real_ptbxl):
+    return _searched(tmp_path_factory, ray_tmp, real_ptbxl)
+
+
+@pytest.fixture(scope="module")
+def synthetic_run(tmp_path_factory, ray_tmp, synthetic_ptbxl):
+    return _searched(tmp_path_factory, ray_tmp, synthetic_ptbxl)
+
+
+def _report(monkeypatch, run_dir, env, *extra) -> list[str]:
+    """report_main in this process, spying on every read of the test fold: each must come after
+    report/configs.json (the frozen configurations) exists. Returns the reads' splits."""
+    for k in ("RAY_TMPDIR", "RAY_AUTH_MODE"):
+        monkeypatch.setenv(k, env[k])
+    reads = []
+    real_split = PTBXL.split
+
+    def spy(self, name):
+        if name == "test":
+            assert (run_dir / "report" / "configs.json").is_file(), "test fold read before configs froze"
+            reads.append(name)
+        return real_split(self, name)
+
+    monkeypatch.setattr(PTBXL, "split", spy)
+    assert report_main([str(run_dir), "--num-cpus", "2", "--max-concurrent", "2", *extra]) == 0
+    return reads
+
+
+def _files(run_dir):
+    report = json.loads((run_dir / "report.json").read_text())
+    with open(run_dir / "report.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    md = (run_dir / "report.md").read_text()
+    assert (run_dir / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return report, rows, md
+
+
+def test_single_seed_report_on_real_subset(monkeypatch, real_run):
+    run_dir, env = real_run
+    reads = _report(monkeypatch, run_dir, env)
+    assert reads  # the teacher's test figures were read, after the freeze
+    report, rows, md = _files(run_dir)
+    assert [r["leads"] for r in report["rows"]] == ["12", "4"]
+    assert [(r["leads"], r["arm"], r["pseudo"]) for r in rows] == [
+        ("12", "teacher", ""),
+        ("4", "student", "True"),
+        ("4", "baseline", "False"),
+    ]
+    assert "single-seed" in md and "| 4 |" in md and "paper val" in md
+    # frozen = what the search chose on validation
+    frozen = json.loads((run_dir / "report" / "configs.json").read_text())["configs"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert frozen["student-4"]["lr"] == summary["leads"]["4"]["student"]["best_config"]["lr"]
+    # the search's own runs, their figures unchanged
+    student = report["rows"][1]["arms"]["student"]
+    assert student["seeds"] == 1 and student["test"]["std"] is None
+    assert student["test"]["mean"] == pytest.approx(summary["leads"]["4"]["student"]["test_macro_auc"])
+    gain = report["rows"][1]["gain"]
+    assert gain["ci"][0] <= gain["gain"] <= gain["ci"][1]
+    assert float(rows[1]["gain"]) == pytest.approx(gain["gain"])
+
+    # the real predictions against themselves: a gain of exactly 0, p = 1
+    p = np.load(run_dir / "best" / "student-4" / "predictions_test.npz")
+    same = paired_bootstrap(p["y_true"], p["y_score"], p["y_score"].copy(), n_boot=200)
+    assert same["gain"] == 0.0 and same["p_value"] == pytest.approx(1.0)
+
+
+def test_seeds_report_trains_k_distinct_runs(monkeypatch, synthetic_run):
+    run_dir, env = synthetic_run
+    reads = _report(monkeypatch, run_dir, env, "--seeds", "2", "--n-boot", "200")
+    assert reads
+    report, rows, md = _files(run_dir)
+    runs = run_dir / "report" / "runs"
+    for name in ("teacher-12", "student-4", "baseline-4"):
+        configs = [json.loads((runs / f"{name}-seed{s}" / "config.json").read_text()) for s in (1, 2)]
+        assert [c["config"]["seed"] for c in configs] == [1, 2]
+        scores = [np.load(runs / f"{name}-seed{s}" / "predictions_test.npz")["y_score"] for s in (1, 2)]
+        assert not np.array_equal(*scores)  # two runs, not one counted twice
+    student = report["rows"][1]["arms"]["student"]
+    assert student["seeds"] == 2 and len(student["test"]["per_seed"]) == 2 and student["test"]["std"] > 0
+    assert report["header"]["seeds"] == 2 and "2 seeds per configuration" in md
+    assert all(r["seeds"] == "2" for r in rows)
+    # the students distilled from the search's teacher, not from a retrained one
+    student_cfg = json.loads((runs / "student-4-seed1" / "config.json").read_text())["config"]
+    assert student_cfg["stage"] == "student" and student_cfg["embedding_size"] == 16
+
+    # a rerun reuses the saved runs: nothing is trained again, the figures are the same
+    before = (runs / "student-4-seed2" / "predictions_test.npz").stat().st_mtime_ns
+    _report(monkeypatch, run_dir, env, "--seeds", "2", "--n-boot", "200")
+    assert (runs / "student-4-seed2" / "predictions_test.npz").stat().st_mtime_ns == before
+    assert json.loads((run_dir / "report.json").read_text())["rows"] == report["rows"]
+
+
+def test_sealed_test_fold_cannot_be_read(synthetic_ptbxl):
+    from dataclasses import replace
+
+    from raysearch.data import load_ptbxl
+
+    data = replace(load_ptbxl(synthetic_ptbxl), test_sealed=True)
+    assert len(data.split("val")) > 0
+    with pytest.raises(RuntimeError, match="test fold"):
+        data.split("test")
+
+
+def test_report_errors_are_one_line(tmp_path):
+    r = run_cli("report", str(tmp_path))
+    assert r.returncode == 2 and r.stderr.count("\n") == 1
+    assert "summary.json: missing" in r.stderr and "Traceback" not in r.stderr
+    r = run_cli("report", str(tmp_path), "--seeds", "0")
+    assert r.returncode == 2 and "--seeds 0: expected at least 1" in r.stderr
