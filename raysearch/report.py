@@ -232,10 +232,12 @@ def build_report(runs: dict[str, list[Path]], frozen: dict, n_boot: int) -> dict
     """The table's numbers: one row per lead subset (12 = the teacher)."""
     from raysearch.tuner import PAPER_VAL_AUC
 
-    rows = []
+    rows, incomplete = [], []
     for leads in ROWS:
         arms = [TEACHER] if leads == "12" else [f"{a}-{leads}" for a in ARMS]
         if not all(a in runs for a in arms):
+            if any(a in runs for a in arms):  # e.g. a search run with --no-baseline: no comparison
+                incomplete.append(leads)
             continue
         row = {"leads": leads, "paper_val": PAPER_VAL_AUC.get(leads, {}), "arms": {}}
         for a in arms:
@@ -248,7 +250,7 @@ def build_report(runs: dict[str, list[Path]], frozen: dict, n_boot: int) -> dict
                 row["arms"]["student"]["test"]["mean"] - row["arms"]["baseline"]["test"]["mean"]
             )
         rows.append(row)
-    return {"rows": rows, "classes": list(CLASSES)}
+    return {"rows": rows, "incomplete": incomplete, "classes": list(CLASSES)}
 
 
 # ------------------------------------------------------------------------------- 4. outputs
@@ -356,6 +358,8 @@ def reading(report: dict) -> list[str]:
             f"{row['leads']} leads: gain {g['gain']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, p {p_text}); "
             f"{verdict}.{seeds}"
         )
+    for leads in report["incomplete"]:
+        out.append(f"{leads} leads: left out, the search ran only one of the two arms (--no-baseline).")
     out.append(
         "The paired bootstrap resamples test records only; "
         + (
@@ -429,7 +433,7 @@ def plot(report: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2))
+    fig, ax = plt.subplots(figsize=(9, 4.2))
     styles = {
         "teacher": ("black", "12 leads: teacher"),
         "student": ("tab:blue", "pseudo = True (teacher)"),
@@ -468,9 +472,14 @@ def plot(report: dict, path: Path) -> None:
     ax.set_xticks(range(len(report["rows"])), [r["leads"] for r in report["rows"]])
     ax.set_xlabel("leads")
     ax.set_ylabel("test macro-AUC (ensemble, 95% CI)")
-    ax.set_title(f"raysearch report ({report['header']['seeds']} seed(s)); dots: single seeds")
+    k = report["header"]["seeds"]
+    ax.set_title(
+        f"test macro-AUC, {k} seeds per arm (dots: single seeds)"
+        if k > 1
+        else "test macro-AUC, single seed (the search's own runs)"
+    )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower left")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

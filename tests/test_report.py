@@ -150,3 +150,40 @@ def test_report_errors_are_one_line(tmp_path):
     assert "summary.json: missing" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("report", str(tmp_path), "--seeds", "0")
     assert r.returncode == 2 and "--seeds 0: expected at least 1" in r.stderr
+
+
+def test_table_from_saved_predictions(tmp_path):
+    """build_report on hand-made predictions: per-seed mean/std, the seed ensemble, a missing arm."""
+    from raysearch.report import build_report, markdown
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((300, 5)) < 0.3).astype(np.float32)
+    runs = {}
+    for name, noise in (("teacher-12", 0.5), ("student-4", 0.8), ("baseline-4", 1.0), ("student-2", 1.0)):
+        runs[name] = []
+        for seed in (1, 2):
+            d = tmp_path / f"{name}-seed{seed}"
+            d.mkdir()
+            for split in ("val", "test"):
+                score = y + noise * rng.normal(size=y.shape)
+                np.savez(d / f"predictions_{split}.npz", ecg_id=np.arange(300), y_true=y, y_score=score)
+            runs[name].append(d)
+    frozen = {"configs": {name: {"stage": name.split("-")[0]} for name in runs}}
+    report = build_report(runs, frozen, n_boot=100)
+    assert [r["leads"] for r in report["rows"]] == ["12", "4"] and report["incomplete"] == ["2"]
+    fig = report["rows"][1]["arms"]["student"]["test"]
+    scores = [np.load(d / "predictions_test.npz")["y_score"] for d in runs["student-4"]]
+    from raysearch.metrics import macro_auc
+
+    assert fig["per_seed"] == [macro_auc(y, s) for s in scores]
+    assert fig["mean"] == pytest.approx(np.mean(fig["per_seed"]))
+    assert fig["std"] == pytest.approx(np.std(fig["per_seed"], ddof=1))
+    assert fig["ensemble"] == macro_auc(y, (scores[0] + scores[1]) / 2)
+    gain = report["rows"][1]["gain"]
+    assert gain["gain"] > 0 and gain["ci"][0] <= gain["gain"] <= gain["ci"][1]  # less noise wins
+    report["header"] = {
+        "run_dir": "R", "seeds": 2, "data": "D", "records": 300, "space": "S", "trials": 1,
+        "search_seed": 0, "budget": "B", "device": "cpu", "wall": {"search": "1", "report": "1"},
+    }  # fmt: skip
+    md = markdown(report)
+    assert "2 leads: left out" in md and "| 4 |" in md and "seed-to-seed std" in md
