@@ -283,8 +283,9 @@ def markdown(report: dict) -> str:
         f"- **Data:** {h['data']} ({h['records']} records). **Search:** space {h['space']}, "
         f"{h['trials']} trials per arm, seed {h['search_seed']}.",
         f"- **Budget:** {h['budget']}.",
-        f"- **Device:** {h['device']}. **Wall time:** search {h['wall']['search']}, "
-        f"report {h['wall']['report']}.",
+        f"- **Device:** {h['device']}. **Wall time:** search {h['wall']['search']} (its last "
+        f"invocation), this report invocation {h['wall']['report']}; the table's runs trained for "
+        f"{h['wall']['runs_training']} of trial time (sum of their epochs; trials ran in parallel).",
         "",
         "## Macro-AUC (test; validation beside it)",
         "",
@@ -512,6 +513,16 @@ def _p(value: float, n_boot: int) -> str:
     return f"< {1 / n_boot:.3g}" if value < 1 / n_boot else f"{value:.3f}"
 
 
+def _training_seconds(runs: dict[str, list[Path]]) -> float:
+    """Sum of the epoch times (training + validation) of every run in the table."""
+    total = 0.0
+    for paths in runs.values():
+        for path in paths:
+            history = json.loads((path / "metrics.json").read_text()).get("history", [])
+            total += sum(h.get("epoch_seconds", 0.0) for h in history)
+    return total
+
+
 def _minutes(seconds) -> str:
     return "?" if seconds is None else f"{seconds / 60:.1f} min"
 
@@ -589,6 +600,8 @@ def report_main(argv: list[str]) -> int:
         "wall": {
             "search": _minutes(summary.get("wall_seconds_this_invocation")),
             "report": _minutes(time.perf_counter() - t0),
+            # the seed runs may have been trained by an earlier invocation: their own epoch times
+            "runs_training": _minutes(_training_seconds(runs)),
         },
     }
     (run_dir / "report.json").write_text(json.dumps(report, indent=1))

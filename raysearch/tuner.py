@@ -380,8 +380,8 @@ class Search:
         its predictions to `out_dir` (write_run's layout); its metrics."""
         blob = self._blob(result)
         cfg = TrainConfig(**blob["config"]).resolved()
-        if self.args.gpus_per_trial <= 0:
-            cfg.device = "cpu"
+        # the driver may sit on a CPU-only head node while the trials ran on GPU workers
+        cfg.device = "auto" if self.args.gpus_per_trial > 0 else "cpu"
         device = pick_device(cfg.device)
         stage = StageResult(cfg, import_net(blob, str(out_dir)).to(device), blob["history"], device)
         metrics, predictions = final_metrics(stage, self.data, with_ci=with_ci)

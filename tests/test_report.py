@@ -183,7 +183,8 @@ def test_table_from_saved_predictions(tmp_path):
     assert gain["gain"] > 0 and gain["ci"][0] <= gain["gain"] <= gain["ci"][1]  # less noise wins
     report["header"] = {
         "run_dir": "R", "seeds": 2, "data": "D", "records": 300, "space": "S", "trials": 1,
-        "search_seed": 0, "budget": "B", "device": "cpu", "wall": {"search": "1", "report": "1"},
+        "search_seed": 0, "budget": "B", "device": "cpu",
+        "wall": {"search": "1", "report": "1", "runs_training": "1"},
     }  # fmt: skip
     md = markdown(report)
     assert "2 leads: left out" in md and "| 4 |" in md and "seed-to-seed std" in md
