@@ -504,7 +504,9 @@ def summary_markdown(summary: dict) -> str:
         )
     lines += [
         "",
-        "Single-seed figures: a difference between the arms smaller than their CIs is no evidence of a gain.",
+        "Single-seed figures: a difference between the arms smaller than their CIs is no evidence of a gain;",
+        "`python -m raysearch report RUN_DIR --seeds 5` retrains the chosen configurations with new seeds",
+        "and tests the gain with a paired bootstrap.",
     ]
     return "\n".join(lines) + "\n"
 
