@@ -176,20 +176,15 @@ def run_seeds(args: argparse.Namespace, frozen: dict, data, out: Path, seeds: li
 
 def single_seed(frozen: dict, data, out: Path, run_dir: Path) -> dict[str, list[Path]]:
     """Without --seeds: the search's own runs (RUN_DIR/best), the teacher evaluated here once."""
-    from raysearch.train import StageResult, final_metrics, import_net, pick_device, write_run
+    from raysearch.train import evaluate_frozen
 
     runs = {name: [run_dir / "best" / name] for name in frozen["configs"] if name != TEACHER}
     seed = frozen["search_seed"]
     teacher_out = out / "runs" / f"{TEACHER}-seed{seed}"
     if not (teacher_out / "metrics.json").is_file():
-        cfg = TrainConfig(**frozen["configs"][TEACHER]).resolved()
-        size = str(cfg.embedding_size)
-        blob = load_checkpoint(frozen["teachers"][size])
-        device = pick_device("auto")
-        stage = StageResult(cfg, import_net(blob, frozen["teachers"][size]).to(device), [], device)
+        size = str(TrainConfig(**frozen["configs"][TEACHER]).embedding_size)
         data.test_sealed = False  # the teacher was chosen by the search, on validation
-        metrics, predictions = final_metrics(stage, data, with_ci=False)
-        write_run(teacher_out, stage, metrics, predictions)
+        evaluate_frozen(load_checkpoint(frozen["teachers"][size]), data, teacher_out, "auto", with_ci=False)
     runs[TEACHER] = [teacher_out]
     return runs
 

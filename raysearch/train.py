@@ -515,6 +515,19 @@ def final_metrics(result: StageResult, data: PTBXL, with_ci: bool = True) -> tup
     return metrics, {"val": val, "test": test}
 
 
+def evaluate_frozen(
+    blob: dict, data: PTBXL, out_dir: str | os.PathLike, device: str, with_ci: bool = True
+) -> dict:
+    """Evaluate a chosen (frozen) network, export_net's dict, on validation and test on `device`;
+    write it and its predictions to `out_dir` (write_run's layout); return its metrics."""
+    cfg = replace(TrainConfig(**blob["config"]).resolved(), device=device)
+    dev = pick_device(device)
+    stage = StageResult(cfg, import_net(blob, str(out_dir)).to(dev), blob.get("history", []), dev)
+    metrics, predictions = final_metrics(stage, data, with_ci=with_ci)
+    write_run(out_dir, stage, metrics, predictions)
+    return metrics
+
+
 def write_run(run_dir: str | os.PathLike, result: StageResult, metrics: dict, predictions: dict) -> None:
     """RUN_DIR: model.pt + config.json, metrics.json, predictions_{val,test}.npz."""
     run_dir = Path(run_dir)

@@ -29,15 +29,11 @@ from raysearch import UserError
 from raysearch.data import CLASSES, cache_dir
 from raysearch.space import embedding_sizes, load_space, stage_space, to_optuna, to_tune
 from raysearch.train import (
-    StageResult,
     TrainConfig,
     check_teacher,
-    final_metrics,
-    import_net,
+    evaluate_frozen,
     load_checkpoint,
-    pick_device,
     save_checkpoint,
-    write_run,
 )
 
 METRIC, MODE = "val_macro_auc", "max"
@@ -378,15 +374,9 @@ class Search:
     def test_once(self, result, out_dir: Path, with_ci: bool = True) -> dict:
         """Evaluate a chosen (frozen) trial's final network on validation and test; write it and
         its predictions to `out_dir` (write_run's layout); its metrics."""
-        blob = self._blob(result)
-        cfg = TrainConfig(**blob["config"]).resolved()
         # the driver may sit on a CPU-only head node while the trials ran on GPU workers
-        cfg.device = "auto" if self.args.gpus_per_trial > 0 else "cpu"
-        device = pick_device(cfg.device)
-        stage = StageResult(cfg, import_net(blob, str(out_dir)).to(device), blob["history"], device)
-        metrics, predictions = final_metrics(stage, self.data, with_ci=with_ci)
-        write_run(out_dir, stage, metrics, predictions)
-        return metrics
+        device = "auto" if self.args.gpus_per_trial > 0 else "cpu"
+        return evaluate_frozen(self._blob(result), self.data, out_dir, device, with_ci=with_ci)
 
     def arm_stage(self, leads: str, arm: str) -> list:
         """One arm (student or baseline) of one lead subset: Optuna + ASHA over `--trials` trials."""
