@@ -202,12 +202,11 @@ def _load(runs: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[np
     return arrays[0]["ecg_id"], arrays[0]["y_true"], [a["y_score"] for a in arrays]
 
 
-def arm_figures(runs: list[Path], n_boot: int) -> dict:
-    """Per split: each seed's macro-AUC, their mean and std, and the seed-ensembled predictions'
-    macro-AUC (with a bootstrap CI on test) and per-class AUC."""
+def arm_figures(runs: list[Path], loaded: dict, n_boot: int) -> dict:
+    """Per split (`loaded`: split -> _load's tuple): each seed's macro-AUC, their mean and std,
+    and the seed-ensembled predictions' macro-AUC (with a bootstrap CI on test) and per-class AUC."""
     out = {"runs": [str(r) for r in runs], "seeds": len(runs)}
-    for split in ("val", "test"):
-        _, y, scores = _load(runs, split)
+    for split, (_, y, scores) in loaded.items():
         per_seed = [macro_auc(y, s) for s in scores]
         ensemble = np.mean(scores, axis=0)
         fig = {
@@ -234,12 +233,18 @@ def build_report(runs: dict[str, list[Path]], frozen: dict, n_boot: int) -> dict
             if any(a in runs for a in arms):  # e.g. a search run with --no-baseline: no comparison
                 incomplete.append(leads)
             continue
+        loaded = {a: {split: _load(runs[a], split) for split in ("val", "test")} for a in arms}
         row = {"leads": leads, "paper_val": PAPER_VAL_AUC.get(leads, {}), "arms": {}}
         for a in arms:
-            row["arms"][a.split("-")[0]] = {**arm_figures(runs[a], n_boot), "config": frozen["configs"][a]}
+            row["arms"][a.split("-")[0]] = {
+                **arm_figures(runs[a], loaded[a], n_boot),
+                "config": frozen["configs"][a],
+            }
         if leads != "12":
-            _, y, s = _load(runs[f"student-{leads}"], "test")
-            _, _, b = _load(runs[f"baseline-{leads}"], "test")
+            ids, y, s = loaded[f"student-{leads}"]["test"]
+            other, _, b = loaded[f"baseline-{leads}"]["test"]
+            if not np.array_equal(ids, other):  # the paired bootstrap pairs records by position
+                raise UserError(f"{leads} leads: the two arms scored different test records")
             row["gain"] = paired_bootstrap(y, np.mean(s, axis=0), np.mean(b, axis=0), n_boot=n_boot, seed=0)
             row["gain"]["of_seed_means"] = (
                 row["arms"]["student"]["test"]["mean"] - row["arms"]["baseline"]["test"]["mean"]
