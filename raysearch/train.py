@@ -253,12 +253,11 @@ class Signals:
             if starts is not None:
                 idx = starts[:, None] + np.arange(length)[None, :]
                 x = np.take_along_axis(x, idx[:, None, :], axis=2)
-            x = torch.from_numpy(x.astype(np.float32))
-            base = torch.from_numpy(self.data.baseline[rows][:, leads, None])
-            gain = torch.from_numpy(self.data.gain[rows][:, leads, None])
-        x = (x - base.to(x.device)) / gain.to(x.device)
-        x = (x - self.mean[leads][None, :, None]) / self.std[leads][None, :, None]
-        return x.to(self.device)
+            x = torch.from_numpy(x.astype(np.float32)).to(self.device)
+            base = torch.from_numpy(self.data.baseline[rows][:, leads, None]).to(self.device)
+            gain = torch.from_numpy(self.data.gain[rows][:, leads, None]).to(self.device)
+        x = (x - base) / gain
+        return (x - self.mean[leads][None, :, None]) / self.std[leads][None, :, None]
 
 
 def _crop_starts(n: int, total: int, length: int, rng: np.random.Generator) -> np.ndarray | None:
