@@ -51,14 +51,15 @@ def _saved(run_dir: Path, what: str) -> dict:
     return json.loads(path.read_text())["config"]
 
 
-def freeze(run_dir: Path) -> dict:
+def freeze(run_dir: Path, location: str | None = None) -> dict:
     """Every arm's configuration as the search chose it (validation fold only): {name: config},
-    plus where each teacher lives. Raises UserError when RUN_DIR is not a finished search."""
+    plus where each teacher lives. Raises UserError, naming `location` (RUN_DIR as the user gave
+    it), when RUN_DIR is not a finished search."""
     path = run_dir / "summary.json"
     if not path.is_file():
         raise UserError(
-            f"{path}: missing; expected the RUN_DIR of a finished search (it writes summary.json "
-            f"when every stage is done)"
+            f"{location or run_dir}/summary.json: missing; expected the RUN_DIR of a finished search "
+            f"(it writes summary.json when every stage is done)"
         )
     summary = json.loads(path.read_text())
     teacher_dirs = {}
@@ -92,13 +93,14 @@ def write_frozen(out: Path, frozen: dict) -> str:
 # -------------------------------------------------------------------------------- 2. seeds
 
 
-def run_seeds(args: argparse.Namespace, frozen: dict, data, out: Path, seeds: list[int]) -> None:
+def run_seeds(search, frozen: dict, data, out: Path, seeds: list[int]) -> None:
     """Retrain every frozen configuration with each seed (the runs not already in `out/runs`) as
-    one Tune run, then evaluate each finished run once (validation and test)."""
+    one Tune run, then evaluate each finished run once (validation and test). `search` is the
+    report's Search: RUN_DIR, its storage (Tune writes the runs' trials there) and the options."""
     import ray
     from ray import tune
 
-    from raysearch.tuner import Search, put_sealed, start_ray
+    from raysearch.tuner import put_sealed, start_ray
 
     todo = [
         (name, seed)
@@ -108,12 +110,9 @@ def run_seeds(args: argparse.Namespace, frozen: dict, data, out: Path, seeds: li
     ]
     if not todo:
         return
-    args.storage, args.name, args.resume = str(args.run_dir.parent), args.run_dir.name, True
-    args.seed = frozen["search_seed"]  # each job sets its own seed; this is only Search's default
-    search = Search(args, {}, [])
-    search.resume_hint = "run the same report command again to continue"
+    args = search.args
     search.data = data
-    start_ray(args, search.run_dir)
+    start_ray(args, None if search.uri else search.run_dir)
     try:
         search.data_ref = put_sealed(data)
         for size, path in frozen["teachers"].items():
@@ -283,8 +282,9 @@ def markdown(report: dict) -> str:
         f"- **Data:** {h['data']} ({h['records']} records). **Search:** space {h['space']}, "
         f"{h['trials']} trials per arm, seed {h['search_seed']}.",
         f"- **Budget:** {h['budget']}.",
-        f"- **Device:** {h['device']}. **Wall time:** search {h['wall']['search']} (its last "
-        f"invocation), this report invocation {h['wall']['report']}; the table's runs trained for "
+        f"- **Device:** {h['device']}. **Wall time:** search {h['wall']['search']} "
+        f"({_invocations(h['wall'].get('search_invocations'))}), this report invocation "
+        f"{h['wall']['report']}; the table's runs trained for "
         f"{h['wall']['runs_training']} of trial time (sum of their epochs; trials ran in parallel).",
         "",
         "## Macro-AUC (test; validation beside it)",
@@ -523,8 +523,35 @@ def _training_seconds(runs: dict[str, list[Path]]) -> float:
     return total
 
 
+def _located(path: Path, run_dir: Path, location: str) -> str:
+    return f"{location}/{path.relative_to(run_dir)}" if path.is_relative_to(run_dir) else str(path)
+
+
+def _invocations(n: int | None) -> str:
+    return "its last invocation" if n is None else f"{n} invocation{'s' if n != 1 else ''} in all"
+
+
 def _minutes(seconds) -> str:
     return "?" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+def open_run(args: argparse.Namespace):
+    """The search's RUN_DIR as a Search: a path, or a URI (s3://, gs://) whose files the report
+    needs are staged locally (as the search stages them) and whose outputs are synced back."""
+    from raysearch.tuner import Search
+
+    location = args.run_dir.rstrip("/")
+    if "://" in location:
+        args.storage, _, args.name = location.rpartition("/")
+    else:
+        path = Path(location).expanduser().resolve()
+        args.storage, args.name = str(path.parent), path.name
+    args.resume = True  # with a URI, Search stages progress.json, teachers and best/
+    args.seed = 0  # each job sets its own seed; this is only Search's default
+    search = Search(args, {}, [])
+    search.sync("down", ("summary.json", "report"))  # "report": the runs an earlier report saved
+    search.resume_hint = "run the same report command again to continue"
+    return search
 
 
 # -------------------------------------------------------------------------------------- CLI
@@ -561,15 +588,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def report_main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    if "://" in args.run_dir:
-        raise UserError(f"{args.run_dir}: report reads RUN_DIR from a filesystem path; copy it locally first")
     if args.seeds is not None and args.seeds < 1:
         raise UserError(f"--seeds {args.seeds}: expected at least 1")
     t0 = time.perf_counter()
-    args.run_dir = run_dir = Path(args.run_dir).expanduser().resolve()
-    frozen = freeze(run_dir)
+    search = open_run(args)
+    run_dir, location = search.run_dir, search.location
+    frozen = freeze(run_dir, location)
     out = run_dir / "report"
     digest = write_frozen(out, frozen)  # frozen before any training and before the test fold is read
+    search.sync("up")  # configs.json at RUN_DIR before anything reads the test fold
     summary = frozen["summary"]
     args.data = args.data or summary["data"]
     from raysearch.cli import load_data
@@ -578,13 +605,19 @@ def report_main(argv: list[str]) -> int:
     data.test_sealed = True  # opened by the steps below, each after configs.json exists
     if args.seeds:
         seeds = [frozen["search_seed"] + 1 + k for k in range(args.seeds)]
-        run_seeds(args, frozen, data, out, seeds)
+        try:
+            run_seeds(search, frozen, data, out, seeds)
+        finally:
+            search.sync("up")  # the runs evaluated so far, also when some failed
         runs = {name: [out / "runs" / f"{name}-seed{s}" for s in seeds] for name in frozen["configs"]}
     else:
         runs = single_seed(frozen, data, out, run_dir)
     report = build_report(runs, frozen, args.n_boot)
+    for row in report["rows"]:  # name the runs where they live (a URI RUN_DIR's, not the staging)
+        for fig in row["arms"].values():
+            fig["runs"] = [_located(Path(r), run_dir, location) for r in fig["runs"]]
     report["header"] = {
-        "run_dir": str(run_dir),
+        "run_dir": location,
         "seeds": args.seeds or 1,
         "seed_values": [frozen["search_seed"] + 1 + k for k in range(args.seeds)]
         if args.seeds
@@ -598,7 +631,9 @@ def report_main(argv: list[str]) -> int:
         "budget": _budget(frozen["configs"]),
         "device": _device(args),
         "wall": {
-            "search": _minutes(summary.get("wall_seconds_this_invocation")),
+            # searches before the total was kept recorded their last invocation only
+            "search": _minutes(summary.get("wall_seconds", summary.get("wall_seconds_this_invocation"))),
+            "search_invocations": summary.get("invocations"),
             "report": _minutes(time.perf_counter() - t0),
             # the seed runs may have been trained by an earlier invocation: their own epoch times
             "runs_training": _minutes(_training_seconds(runs)),
@@ -609,6 +644,7 @@ def report_main(argv: list[str]) -> int:
     plot(report, run_dir / "report.png")
     text = markdown(report)
     (run_dir / "report.md").write_text(text)
+    search.sync("up")
     print(text)
-    print(f"wrote {run_dir}/report.md, report.csv, report.json, report.png")
+    print(f"wrote {location}/report.md, report.csv, report.json, report.png")
     return 0

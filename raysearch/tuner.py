@@ -200,6 +200,7 @@ class Search:
         if "://" in args.storage:  # s3://, gs://, ...: Tune writes there; our files are staged and synced
             self.uri = args.storage.rstrip("/") + "/" + args.name
             self.run_dir = cache_dir() / "runs" / args.name
+            self._filesystem()  # an unknown scheme fails here, in one line
             if args.resume:
                 self.sync("down")
         else:
@@ -220,20 +221,21 @@ class Search:
         tmp.replace(self.progress_path)
         self.sync("up")
 
-    def sync(self, direction: str) -> None:
-        """Copy raysearch's own files (progress, teachers, best, summary) to or from a URI RUN_DIR."""
+    def sync(self, direction: str, paths: tuple[str, ...] = ("progress.json", "teachers", "best")) -> None:
+        """Copy raysearch's own files between the local staging folder and a URI RUN_DIR: "up" the
+        whole folder, "down" the `paths` inside it that exist there (default: what --resume needs)."""
         if self.uri is None:
             return
         import pyarrow.fs as pafs
 
-        fs, base = pafs.FileSystem.from_uri(self.uri)
+        fs, base = self._filesystem()
         local = pafs.LocalFileSystem()
         if direction == "up":
             self.run_dir.mkdir(parents=True, exist_ok=True)
             fs.create_dir(base, recursive=True)
             pafs.copy_files(str(self.run_dir), base, source_filesystem=local, destination_filesystem=fs)
             return
-        for rel in ("progress.json", "teachers", "best"):
+        for rel in paths:
             info = fs.get_file_info(f"{base}/{rel}")
             if info.type != pafs.FileType.NotFound:
                 target = self.run_dir / rel
@@ -248,8 +250,21 @@ class Search:
             return self.run_dir.exists() and any(self.run_dir.iterdir())
         import pyarrow.fs as pafs
 
-        fs, base = pafs.FileSystem.from_uri(self.uri)
+        fs, base = self._filesystem()
         return fs.get_file_info(f"{base}/progress.json").type != pafs.FileType.NotFound
+
+    def _filesystem(self):
+        """pyarrow's filesystem for the URI RUN_DIR and the path inside it."""
+        import pyarrow as pa
+        import pyarrow.fs as pafs
+
+        try:
+            return pafs.FileSystem.from_uri(self.uri)
+        except (pa.ArrowException, OSError) as e:
+            raise UserError(
+                f"{self.uri}: {str(e).splitlines()[0]}; expected a filesystem path or a URI pyarrow "
+                f"can open (s3://, gs://, hdfs://, file://)"
+            ) from None
 
     # -- Tune runs -------------------------------------------------------------------------
 
@@ -468,6 +483,8 @@ def summary_markdown(summary: dict) -> str:
         f"Data: {summary['data']} ({summary['records']} records). Space: {summary['space']}. "
         f"Trials per arm: {summary['trials']}. Test = fold 10, evaluated once for each chosen configuration.",
         "",
+        f"Wall time: {summary['wall_seconds'] / 60:.1f} min over {summary['invocations']} invocation(s).",
+        "",
         "| leads | arm | best config | val macro-AUC | test macro-AUC (95% CI) | paper (val) | trials "
         "(finished / ASHA-stopped / errored) |",
         "|---|---|---|---|---|---|---|",
@@ -640,6 +657,11 @@ def search_main(argv: list[str]) -> int:
         stats_after = object_store_stats()
     finally:
         ray.shutdown()
+        # every invocation's time, an interrupted one's too: the search's cost is their sum
+        wall = search.progress.setdefault("wall", {"seconds": 0.0, "invocations": 0})
+        wall["seconds"] += time.perf_counter() - t0
+        wall["invocations"] += 1
+        search.save_progress()
     summary = {
         "name": args.name,
         "run_dir": search.location,
@@ -653,6 +675,8 @@ def search_main(argv: list[str]) -> int:
         "leads": {lead: {arm: search.progress["stages"][f"{arm}-{lead}"] for arm in arms} for lead in leads},
         "object_store": {"after_teachers": stats_before, "after_students": stats_after},
         "wall_seconds_this_invocation": time.perf_counter() - t0,
+        "wall_seconds": search.progress["wall"]["seconds"],
+        "invocations": search.progress["wall"]["invocations"],
     }
     (search.run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     (search.run_dir / "summary.md").write_text(summary_markdown(summary))

@@ -133,6 +133,37 @@ def test_seeds_report_trains_k_distinct_runs(monkeypatch, synthetic_run):
     assert json.loads((run_dir / "report.json").read_text())["rows"] == report["rows"]
 
 
+def test_report_on_a_uri_run_dir(monkeypatch, capsys, tmp_path, synthetic_run):
+    """A search stored at a URI (s3://, gs://; here file:// served by pyarrow): the report stages
+    what it needs, trains at the URI and syncs its outputs back; a new machine reuses them."""
+    run_dir, env = synthetic_run
+    remote = tmp_path / "bucket" / "run"
+    remote.mkdir(parents=True)
+    for rel in ("summary.json", "progress.json", "teachers", "best"):  # what the search synced up
+        if (run_dir / rel).is_dir():
+            shutil.copytree(run_dir / rel, remote / rel)
+        else:
+            shutil.copy(run_dir / rel, remote / rel)
+    uri = f"file://{remote}"
+    for k in ("RAY_TMPDIR", "RAY_AUTH_MODE"):
+        monkeypatch.setenv(k, env[k])
+    monkeypatch.setenv("RAYSEARCH_CACHE", str(tmp_path / "machine1"))
+    argv = [uri, "--seeds", "1", "--n-boot", "100", "--num-cpus", "2", "--max-concurrent", "2"]
+    assert report_main(argv) == 0
+    assert "report: training 3 run(s)" in capsys.readouterr().err
+    for name in ("teacher-12", "student-4", "baseline-4"):
+        assert (remote / "report" / "runs" / f"{name}-seed1" / "predictions_test.npz").is_file()
+    assert any(remote.glob("report-*/*/result.json"))  # Tune wrote the runs' trials there
+    report, rows, md = _files(remote)
+    assert report["header"]["run_dir"] == uri and f"# raysearch report: {uri}" in md
+    assert (remote / "report" / "configs.json").is_file() and rows[0]["seeds"] == "1"
+
+    monkeypatch.setenv("RAYSEARCH_CACHE", str(tmp_path / "machine2"))  # only the URI is left
+    assert report_main(argv) == 0
+    assert "report: training" not in capsys.readouterr().err  # the saved runs were reused
+    assert json.loads((remote / "report.json").read_text())["rows"] == report["rows"]
+
+
 def test_sealed_test_fold_cannot_be_read(synthetic_ptbxl):
     from dataclasses import replace
 
@@ -150,6 +181,10 @@ def test_report_errors_are_one_line(tmp_path):
     assert "summary.json: missing" in r.stderr and "Traceback" not in r.stderr
     r = run_cli("report", str(tmp_path), "--seeds", "0")
     assert r.returncode == 2 and "--seeds 0: expected at least 1" in r.stderr
+    r = run_cli("report", "nosuch://bucket/run", env={"RAYSEARCH_CACHE": str(tmp_path / "c")})
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "nosuch://bucket/run: " in r.stderr
+    r = run_cli("report", f"file://{tmp_path}/run", env={"RAYSEARCH_CACHE": str(tmp_path / "c")})
+    assert r.returncode == 2 and f"file://{tmp_path}/run/summary.json: missing" in r.stderr
 
 
 def test_table_from_saved_predictions(tmp_path):

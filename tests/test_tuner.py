@@ -345,8 +345,13 @@ def test_ctrl_c_reports_interruption_and_resumes(ray_env, synthetic_ptbxl):
     assert proc.returncode == 2 and "interrupted during student-6" in out and "--resume" in out
     assert "Traceback" not in out and not (run_dir / "summary.json").exists()
     out = _finish(_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
-    r = json.loads((run_dir / "summary.json").read_text())["leads"]["6"]["student"]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    r = summary["leads"]["6"]["student"]
     assert r["trials"] == 3 and r["errored"] == 0
+    # the search's wall time counts the interrupted invocation too
+    assert summary["invocations"] == 2
+    assert summary["wall_seconds"] > summary["wall_seconds_this_invocation"] > 0
+    assert "over 2 invocation(s)" in (run_dir / "summary.md").read_text()
 
 
 def test_uri_storage_and_resume_from_it(ray_env, synthetic_ptbxl, tmp_path):
