@@ -3,7 +3,8 @@
 The bootstrap resamples *records* with replacement; a resample in which some class has only one
 label value is skipped (AUC is undefined there).
 `paired_bootstrap` resamples the same records for two sets of predictions, so the CI and p-value of
-their difference account for the records they share.
+their difference account for the records they share. `seed_welch` is the other source of noise:
+how far two arms' per-seed scores differ against their seed-to-seed spread.
 """
 
 from __future__ import annotations
@@ -84,3 +85,24 @@ def paired_bootstrap(
     else:
         p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
     return {"gain": float(gain), "ci": [float(lo), float(hi)], "p_value": p, "n_boot": int(len(diffs))}
+
+
+def seed_welch(a: list[float], b: list[float], level: float = 0.95) -> dict:
+    """Difference of the means of two arms' per-seed scores (a - b) with Welch's t-test (SciPy):
+    its CI and two-sided p-value say whether retraining could explain the difference.
+
+    It measures training noise only (every seed is scored on the same test records), as the
+    paired bootstrap measures test-record noise only; a real gain should pass both.
+    """
+    from scipy.stats import ttest_ind
+
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"seed_welch needs at least 2 seeds per arm, got {len(a)} and {len(b)}")
+    res = ttest_ind(a, b, equal_var=False)
+    ci = res.confidence_interval(level)
+    return {
+        "diff": float(np.mean(a) - np.mean(b)),
+        "ci": [float(ci.low), float(ci.high)],
+        "p_value": float(res.pvalue),
+        "df": float(res.df),
+    }

@@ -14,7 +14,8 @@
 4. table   per lead subset and arm, test macro-AUC mean +- std over seeds and the macro-AUC of
            the seed-ensembled predictions with its bootstrap CI; the gain pseudo = True - False
            of the ensembles with a paired bootstrap CI and p-value (the same resampled test
-           records for both arms); validation beside test; the paper's validation figure.
+           records for both arms); the difference of the seed means with Welch's t-test over the
+           seeds (retraining noise); validation beside test; the paper's validation figure.
            Written as RUN_DIR/report.{md,csv,json,png} and printed.
 """
 
@@ -32,7 +33,7 @@ import numpy as np
 
 from raysearch import UserError
 from raysearch.data import CLASSES
-from raysearch.metrics import bootstrap_ci, macro_auc, paired_bootstrap, per_class_auc
+from raysearch.metrics import bootstrap_ci, macro_auc, paired_bootstrap, per_class_auc, seed_welch
 from raysearch.train import TrainConfig, load_checkpoint
 
 ROWS = ("12", "6", "4", "3", "2")
@@ -245,9 +246,10 @@ def build_report(runs: dict[str, list[Path]], frozen: dict, n_boot: int) -> dict
             if not np.array_equal(ids, other):  # the paired bootstrap pairs records by position
                 raise UserError(f"{leads} leads: the two arms scored different test records")
             row["gain"] = paired_bootstrap(y, np.mean(s, axis=0), np.mean(b, axis=0), n_boot=n_boot, seed=0)
-            row["gain"]["of_seed_means"] = (
-                row["arms"]["student"]["test"]["mean"] - row["arms"]["baseline"]["test"]["mean"]
-            )
+            per_seed = [row["arms"][a]["test"]["per_seed"] for a in ARMS]
+            row["gain"]["of_seed_means"] = float(np.mean(per_seed[0]) - np.mean(per_seed[1]))
+            if min(map(len, per_seed)) > 1:  # training noise: the seeds' spread, Welch's t-test
+                row["gain"]["seed_welch"] = seed_welch(*per_seed)
         rows.append(row)
     return {"rows": rows, "incomplete": incomplete, "classes": list(CLASSES)}
 
@@ -291,11 +293,14 @@ def markdown(report: dict) -> str:
         "",
         "mean ± std over seeds; ensemble = macro-AUC of the seeds' averaged predictions with its 95% "
         "bootstrap CI over test records; gain = ensemble(pseudo = True) − ensemble(pseudo = False), 95% "
-        "CI and p from a paired bootstrap over the same test records. The 12-lead row is the teacher.",
+        "CI and p from a paired bootstrap over the same test records; seeds: the difference of the two "
+        "arms' seed means, 95% CI and p from Welch's t-test over the seeds (training noise; – with one "
+        "seed). The 12-lead row is the teacher.",
         "",
         "| leads | pseudo = True: test | ensemble (95% CI) | val | pseudo = False: test | "
-        "ensemble (95% CI) | val | gain (95% CI) | p | paper val True / False |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "ensemble (95% CI) | val | gain (95% CI) | p | seeds: gain of means (95% CI), p "
+        "| paper val True / False |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:
         paper = row["paper_val"]
@@ -303,7 +308,7 @@ def markdown(report: dict) -> str:
             t = row["arms"]["teacher"]
             lines.append(
                 f"| 12 (teacher) | {_pm(t['test'])} | {_ens(t['test'])} | {_pm(t['val'])} | "
-                f"– | – | – | – | – | {paper.get('teacher', '–')} |"
+                f"– | – | – | – | – | – | {paper.get('teacher', '–')} |"
             )
             continue
         s, b, g = row["arms"]["student"], row["arms"]["baseline"], row["gain"]
@@ -311,7 +316,7 @@ def markdown(report: dict) -> str:
             f"| {row['leads']} | {_pm(s['test'])} | {_ens(s['test'])} | {_pm(s['val'])} | {_pm(b['test'])} | "
             f"{_ens(b['test'])} | {_pm(b['val'])} | "
             f"{g['gain']:+.4f} ({g['ci'][0]:+.4f} to {g['ci'][1]:+.4f}) | {_p(g['p_value'], g['n_boot'])} | "
-            f"{paper.get('student', '–')} / {paper.get('baseline', '–')} |"
+            f"{_welch(g.get('seed_welch'))} | {paper.get('student', '–')} / {paper.get('baseline', '–')} |"
         )
     lines += [
         "",
@@ -349,11 +354,19 @@ def reading(report: dict) -> list[str]:
             else "the CI includes 0: no evidence of a gain either way"
         )
         seeds = ""
-        if k > 1:
+        if "seed_welch" in g:
+            w = g["seed_welch"]
             st, bs = row["arms"]["student"]["test"]["std"], row["arms"]["baseline"]["test"]["std"]
+            seed_verdict = (
+                "retraining noise could explain the difference"
+                if not w["ci"][0] > 0 and not w["ci"][1] < 0
+                else "larger than retraining noise"
+                + (", in the teacher's favour" if w["ci"][0] > 0 else ", in the baseline's favour")
+            )
             seeds = (
-                f" The seed means differ by {g['of_seed_means']:+.4f}, against a seed-to-seed std of "
-                f"{st:.4f} (pseudo = True) and {bs:.4f} (pseudo = False)."
+                f" Across seeds the means differ by {w['diff']:+.4f} (Welch 95% CI {w['ci'][0]:+.4f} to "
+                f"{w['ci'][1]:+.4f}, p = {w['p_value']:.3f}; seed std {st:.4f} with the teacher, "
+                f"{bs:.4f} without): {seed_verdict}."
             )
         out.append(
             f"{row['leads']} leads: gain {g['gain']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, p {p_text}); "
@@ -366,7 +379,9 @@ def reading(report: dict) -> list[str]:
         + (
             "with one seed it says nothing of how much a retraining would move the figures."
             if k == 1
-            else f"the spread between the {k} seeds is the ± column, and the ensembles average it out."
+            else f"the spread between the {k} seeds is the ± column, and the ensembles average it out. "
+            "Welch's test over the seeds measures the other noise, retraining, on these same test "
+            "records; a gain that is real passes both."
         )
     )
     out.append(
@@ -394,6 +409,10 @@ def write_csv(report: dict, path: Path) -> None:
         "gain_ci_lo",
         "gain_ci_hi",
         "p_value",
+        "seed_gain",
+        "seed_gain_ci_lo",
+        "seed_gain_ci_hi",
+        "seed_p_value",
         "paper_val",
     ] + [f"test_auc_{c}" for c in CLASSES]
     with open(path, "w", newline="") as fh:
@@ -401,6 +420,7 @@ def write_csv(report: dict, path: Path) -> None:
         w.writeheader()
         for row in report["rows"]:
             g = row.get("gain")
+            w = (g or {}).get("seed_welch")
             for arm, fig in row["arms"].items():
                 t, v = fig["test"], fig["val"]
                 w.writerow(
@@ -421,6 +441,10 @@ def write_csv(report: dict, path: Path) -> None:
                         "gain_ci_lo": g["ci"][0] if g else None,
                         "gain_ci_hi": g["ci"][1] if g else None,
                         "p_value": g["p_value"] if g else None,
+                        "seed_gain": w["diff"] if w else None,
+                        "seed_gain_ci_lo": w["ci"][0] if w else None,
+                        "seed_gain_ci_hi": w["ci"][1] if w else None,
+                        "seed_p_value": w["p_value"] if w else None,
                         "paper_val": row["paper_val"].get(arm),
                         **{f"test_auc_{c}": t["ensemble_per_class"][c] for c in CLASSES},
                     }
@@ -506,6 +530,12 @@ def _device(args: argparse.Namespace) -> str:
     if args.gpus_per_trial > 0 and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}, {args.gpus_per_trial:g} GPU per trial"
     return f"CPU, {os.cpu_count()} cores, {args.cpus_per_trial:g} per trial"
+
+
+def _welch(w: dict | None) -> str:
+    if w is None:
+        return "–"
+    return f"{w['diff']:+.4f} ({w['ci'][0]:+.4f} to {w['ci'][1]:+.4f}), {w['p_value']:.3f}"
 
 
 def _p(value: float, n_boot: int) -> str:

@@ -1,6 +1,7 @@
 """Macro-AUC, bootstrap CI and the paired bootstrap."""
 
 import numpy as np
+import pytest
 from sklearn.metrics import roc_auc_score
 
 from raysearch.metrics import bootstrap_ci, macro_auc, paired_bootstrap, per_class_auc
@@ -56,3 +57,19 @@ def test_bootstrap_of_too_few_records_is_nan_not_a_crash():
     assert np.isnan(lo) and np.isnan(hi)
     out = paired_bootstrap(y[:2] * 0 + 1, s[:2], s[:2], n_boot=20)
     assert out["n_boot"] == 0 and np.isnan(out["p_value"])
+
+
+def test_seed_welch():
+    from raysearch.metrics import seed_welch
+
+    same = seed_welch([0.90, 0.91, 0.92], [0.90, 0.91, 0.92])
+    assert same["diff"] == 0.0 and same["p_value"] == 1.0 and same["ci"][0] < 0 < same["ci"][1]
+    rng = np.random.default_rng(0)
+    a, b = 0.91 + 0.001 * rng.normal(size=5), 0.90 + 0.001 * rng.normal(size=5)
+    apart = seed_welch(list(a), list(b))
+    assert apart["diff"] == np.mean(a) - np.mean(b)
+    assert 0 < apart["ci"][0] < apart["diff"] < apart["ci"][1] and apart["p_value"] < 0.001
+    close = seed_welch(list(a), list(a - 0.0005))  # a shift well inside the seeds' spread
+    assert close["ci"][0] < 0 < close["ci"][1] and close["p_value"] > 0.05
+    with pytest.raises(ValueError, match="at least 2 seeds"):
+        seed_welch([0.9], [0.8, 0.85])

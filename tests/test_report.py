@@ -216,10 +216,17 @@ def test_table_from_saved_predictions(tmp_path):
     assert fig["ensemble"] == macro_auc(y, (scores[0] + scores[1]) / 2)
     gain = report["rows"][1]["gain"]
     assert gain["gain"] > 0 and gain["ci"][0] <= gain["gain"] <= gain["ci"][1]  # less noise wins
+    baseline = report["rows"][1]["arms"]["baseline"]["test"]["per_seed"]
+    from scipy.stats import ttest_ind
+
+    assert gain["seed_welch"]["p_value"] == ttest_ind(fig["per_seed"], baseline, equal_var=False).pvalue
+    assert gain["seed_welch"]["diff"] == pytest.approx(fig["mean"] - np.mean(baseline))
     report["header"] = {
         "run_dir": "R", "seeds": 2, "data": "D", "records": 300, "space": "S", "trials": 1,
         "search_seed": 0, "budget": "B", "device": "cpu",
         "wall": {"search": "1", "report": "1", "runs_training": "1"},
     }  # fmt: skip
     md = markdown(report)
-    assert "2 leads: left out" in md and "| 4 |" in md and "seed-to-seed std" in md
+    assert "2 leads: left out" in md and "| 4 |" in md and "Welch 95% CI" in md
+    row4 = next(line for line in md.splitlines() if line.startswith("| 4 |"))
+    assert row4.count("|") == 12  # 11 columns, the seeds' test among them
