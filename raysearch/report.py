@@ -345,8 +345,7 @@ def reading(report: dict) -> list[str]:
             continue
         g = row["gain"]
         lo, hi = g["ci"]
-        p_text = _p(g["p_value"], g["n_boot"])
-        p_text = p_text if p_text.startswith("<") else f"= {p_text}"
+        p_text = _p_text(g["p_value"], g["n_boot"])
         verdict = (
             "the CI excludes 0"
             + (": the teacher helped on these test records" if lo > 0 else ": the teacher hurt")
@@ -365,8 +364,12 @@ def reading(report: dict) -> list[str]:
             )
             seeds = (
                 f" Across seeds the means differ by {w['diff']:+.4f} (Welch 95% CI {w['ci'][0]:+.4f} to "
-                f"{w['ci'][1]:+.4f}, p = {w['p_value']:.3f}; seed std {st:.4f} with the teacher, "
+                f"{w['ci'][1]:+.4f}, p {_p_text(w['p_value'], 1000)}; seed std {st:.4f} with the teacher, "
                 f"{bs:.4f} without): {seed_verdict}."
+            )
+            both = [lo > 0 or hi < 0, w["ci"][0] > 0 or w["ci"][1] < 0]
+            seeds += {2: " Both tests exclude 0.", 1: " Only one of the two tests excludes 0."}.get(
+                sum(both), " Neither test excludes 0."
             )
         out.append(
             f"{row['leads']} leads: gain {g['gain']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, p {p_text}); "
@@ -420,7 +423,7 @@ def write_csv(report: dict, path: Path) -> None:
         w.writeheader()
         for row in report["rows"]:
             g = row.get("gain")
-            w = (g or {}).get("seed_welch")
+            sw = (g or {}).get("seed_welch")
             for arm, fig in row["arms"].items():
                 t, v = fig["test"], fig["val"]
                 w.writerow(
@@ -441,10 +444,10 @@ def write_csv(report: dict, path: Path) -> None:
                         "gain_ci_lo": g["ci"][0] if g else None,
                         "gain_ci_hi": g["ci"][1] if g else None,
                         "p_value": g["p_value"] if g else None,
-                        "seed_gain": w["diff"] if w else None,
-                        "seed_gain_ci_lo": w["ci"][0] if w else None,
-                        "seed_gain_ci_hi": w["ci"][1] if w else None,
-                        "seed_p_value": w["p_value"] if w else None,
+                        "seed_gain": sw["diff"] if sw else None,
+                        "seed_gain_ci_lo": sw["ci"][0] if sw else None,
+                        "seed_gain_ci_hi": sw["ci"][1] if sw else None,
+                        "seed_p_value": sw["p_value"] if sw else None,
                         "paper_val": row["paper_val"].get(arm),
                         **{f"test_auc_{c}": t["ensemble_per_class"][c] for c in CLASSES},
                     }
@@ -535,11 +538,18 @@ def _device(args: argparse.Namespace) -> str:
 def _welch(w: dict | None) -> str:
     if w is None:
         return "–"
-    return f"{w['diff']:+.4f} ({w['ci'][0]:+.4f} to {w['ci'][1]:+.4f}), {w['p_value']:.3f}"
+    return f"{w['diff']:+.4f} ({w['ci'][0]:+.4f} to {w['ci'][1]:+.4f}), {_p(w['p_value'], 1000)}"
+
+
+def _p_text(value: float, n: int) -> str:
+    """'= 0.020' or '< 0.001', to follow a 'p'."""
+    text = _p(value, n)
+    return text if text.startswith("<") else f"= {text}"
 
 
 def _p(value: float, n_boot: int) -> str:
-    """A bootstrap p-value, never printed as 0: below 1/n_boot it is only known to be small."""
+    """A p-value, never printed as 0: below 1/n_boot (a bootstrap's resolution; 1000 for Welch's,
+    the three decimals printed) it is only known to be small."""
     return f"< {1 / n_boot:.3g}" if value < 1 / n_boot else f"{value:.3f}"
 
 

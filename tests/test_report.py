@@ -122,6 +122,8 @@ def test_seeds_report_trains_k_distinct_runs(monkeypatch, synthetic_run):
     assert student["seeds"] == 2 and len(student["test"]["per_seed"]) == 2 and student["test"]["std"] > 0
     assert report["header"]["seeds"] == 2 and "2 seeds per configuration" in md
     assert all(r["seeds"] == "2" for r in rows)
+    assert float(rows[1]["seed_p_value"]) == report["rows"][1]["gain"]["seed_welch"]["p_value"]
+    assert "Welch 95% CI" in md
     # the students distilled from the search's teacher, not from a retrained one
     student_cfg = json.loads((runs / "student-4-seed1" / "config.json").read_text())["config"]
     assert student_cfg["stage"] == "student" and student_cfg["embedding_size"] == 16
