@@ -349,7 +349,7 @@ def reading(report: dict) -> list[str]:
         verdict = (
             "the CI excludes 0"
             + (": the teacher helped on these test records" if lo > 0 else ": the teacher hurt")
-            if lo > 0 or hi < 0
+            if _excludes_zero(g["ci"])
             else "the CI includes 0: no evidence of a gain either way"
         )
         seeds = ""
@@ -357,20 +357,22 @@ def reading(report: dict) -> list[str]:
             w = g["seed_welch"]
             st, bs = row["arms"]["student"]["test"]["std"], row["arms"]["baseline"]["test"]["std"]
             seed_verdict = (
-                "retraining noise could explain the difference"
-                if not w["ci"][0] > 0 and not w["ci"][1] < 0
-                else "larger than retraining noise"
+                "larger than retraining noise"
                 + (", in the teacher's favour" if w["ci"][0] > 0 else ", in the baseline's favour")
+                if _excludes_zero(w["ci"])
+                else "retraining noise could explain the difference"
             )
             seeds = (
                 f" Across seeds the means differ by {w['diff']:+.4f} (Welch 95% CI {w['ci'][0]:+.4f} to "
                 f"{w['ci'][1]:+.4f}, p {_p_text(w['p_value'], 1000)}; seed std {st:.4f} with the teacher, "
                 f"{bs:.4f} without): {seed_verdict}."
             )
-            both = [lo > 0 or hi < 0, w["ci"][0] > 0 or w["ci"][1] < 0]
-            seeds += {2: " Both tests exclude 0.", 1: " Only one of the two tests excludes 0."}.get(
-                sum(both), " Neither test excludes 0."
-            )
+            passed = _excludes_zero(g["ci"]) + _excludes_zero(w["ci"])
+            seeds += (
+                " Neither test excludes 0.",
+                " Only one of the two tests excludes 0.",
+                " Both tests exclude 0.",
+            )[passed]
         out.append(
             f"{row['leads']} leads: gain {g['gain']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, p {p_text}); "
             f"{verdict}.{seeds}"
@@ -583,6 +585,10 @@ def _device(args: argparse.Namespace) -> str:
     if args.gpus_per_trial > 0 and torch.cuda.is_available():
         return f"{torch.cuda.get_device_name(0)}, {args.gpus_per_trial:g} GPU per trial"
     return f"CPU, {os.cpu_count()} cores, {args.cpus_per_trial:g} per trial"
+
+
+def _excludes_zero(ci: list[float]) -> bool:
+    return ci[0] > 0 or ci[1] < 0
 
 
 def _welch(w: dict | None) -> str:
