@@ -116,11 +116,7 @@ def run_seeds(search, frozen: dict, data, out: Path, seeds: list[int]) -> None:
     start_ray(args, None if search.uri else search.run_dir)
     try:
         search.data_ref = put_sealed(data)
-        for size, path in frozen["teachers"].items():
-            blob = load_checkpoint(path)
-            search.teacher_refs[int(size)] = ray.put(
-                {k: blob[k] for k in ("config", "model_config", "model")}
-            )
+        search.put_teachers({int(size): load_checkpoint(path) for size, path in frozen["teachers"].items()})
         common = search._common({})
         jobs = [
             {
@@ -477,15 +473,8 @@ def plot(report: dict, path: Path) -> None:
             color, label = styles[arm]
             dx = {"teacher": 0.0, "student": -0.12, "baseline": 0.12}[arm]
             t = fig_["test"]
-            lo, hi = t["ensemble_ci"]
-            ax.errorbar(
-                x + dx,
-                t["ensemble"],
-                yerr=[[t["ensemble"] - lo], [hi - t["ensemble"]]],
-                fmt="o",
-                color=color,
-                capsize=4,
-                label=None if arm in drawn else label,
+            _point_ci(
+                ax, x + dx, t["ensemble"], t["ensemble_ci"], "o", color, None if arm in drawn else label
             )
             if len(t["per_seed"]) > 1:
                 ax.plot([x + dx] * len(t["per_seed"]), t["per_seed"], ".", color=color, alpha=0.4)
@@ -518,6 +507,19 @@ def plot(report: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _point_ci(ax, x: float, value: float, ci: list[float], fmt: str, color: str, label) -> None:
+    """A point with its CI as an asymmetric error bar (label None or False: not in the legend)."""
+    ax.errorbar(
+        x,
+        value,
+        yerr=[[value - ci[0]], [ci[1] - value]],
+        fmt=fmt,
+        color=color,
+        capsize=4,
+        label=label or None,
+    )
+
+
 def _plot_gains(ax, rows: list[dict]) -> None:
     """The gain pseudo = True - False per lead subset, both tests' CIs, the paper's gain, zero."""
     if not rows:  # e.g. a search run with --no-baseline
@@ -526,26 +528,13 @@ def _plot_gains(ax, rows: list[dict]) -> None:
         return
     for x, row in enumerate(rows):
         g = row["gain"]
-        ax.errorbar(
-            x - 0.1,
-            g["gain"],
-            yerr=[[g["gain"] - g["ci"][0]], [g["ci"][1] - g["gain"]]],
-            fmt="o",
-            color="tab:blue",
-            capsize=4,
-            label=None if x else "ensembles, paired bootstrap 95% CI",
+        first = x == 0
+        _point_ci(
+            ax, x - 0.1, g["gain"], g["ci"], "o", "tab:blue", first and "ensembles, paired bootstrap 95% CI"
         )
         w = g.get("seed_welch")
         if w:
-            ax.errorbar(
-                x + 0.1,
-                w["diff"],
-                yerr=[[w["diff"] - w["ci"][0]], [w["ci"][1] - w["diff"]]],
-                fmt="s",
-                color="tab:green",
-                capsize=4,
-                label=None if x else "seed means, Welch 95% CI",
-            )
+            _point_ci(ax, x + 0.1, w["diff"], w["ci"], "s", "tab:green", first and "seed means, Welch 95% CI")
         paper = row["paper_val"]
         if "student" in paper and "baseline" in paper:
             ax.plot(
@@ -554,7 +543,7 @@ def _plot_gains(ax, rows: list[dict]) -> None:
                 "x",
                 color="black",
                 markersize=8,
-                label=None if x else "paper (val, single runs)",
+                label="paper (val, single runs)" if first else None,
             )
     ax.axhline(0, color="grey", linewidth=1)
     ax.set_xticks(range(len(rows)), [r["leads"] for r in rows])
@@ -682,29 +671,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def report_main(argv: list[str]) -> int:
-    args = build_parser().parse_args(argv)
-    if args.seeds is not None and args.seeds < 1:
-        raise UserError(f"--seeds {args.seeds}: expected at least 1")
-    t0 = time.perf_counter()
-    search = open_run(args)
-    run_dir, location = search.run_dir, search.location
-    frozen = freeze(run_dir, location)
-    out = run_dir / "report"
-    digest = write_frozen(out, frozen)  # frozen before any training and before the test fold is read
-    search.sync("up")  # configs.json at RUN_DIR before anything reads the test fold
+def _report(args: argparse.Namespace, search, frozen: dict, digest: str, t0: float) -> str:
+    """Everything after the freeze: the runs (seeded or the search's), the table, its files."""
+    run_dir, location, out = search.run_dir, search.location, search.run_dir / "report"
     summary = frozen["summary"]
     args.data = args.data or summary["data"]
     from raysearch.cli import load_data
 
     data = load_data(args)
     data.test_sealed = True  # opened by the steps below, each after configs.json exists
+    seeds = (
+        [frozen["search_seed"] + 1 + k for k in range(args.seeds)] if args.seeds else [frozen["search_seed"]]
+    )
     if args.seeds:
-        seeds = [frozen["search_seed"] + 1 + k for k in range(args.seeds)]
-        try:
-            run_seeds(search, frozen, data, out, seeds)
-        finally:
-            search.sync("up")  # the runs evaluated so far, also when some failed
+        run_seeds(search, frozen, data, out, seeds)
         runs = {name: [out / "runs" / f"{name}-seed{s}" for s in seeds] for name in frozen["configs"]}
     else:
         runs = single_seed(frozen, data, out, run_dir)
@@ -715,9 +695,7 @@ def report_main(argv: list[str]) -> int:
     report["header"] = {
         "run_dir": location,
         "seeds": args.seeds or 1,
-        "seed_values": [frozen["search_seed"] + 1 + k for k in range(args.seeds)]
-        if args.seeds
-        else [frozen["search_seed"]],
+        "seed_values": seeds,
         "configs_sha256": digest,
         "data": summary["data"],
         "records": summary["records"],
@@ -740,7 +718,24 @@ def report_main(argv: list[str]) -> int:
     plot(report, run_dir / "report.png")
     text = markdown(report)
     (run_dir / "report.md").write_text(text)
-    search.sync("up")
+    return text
+
+
+def report_main(argv: list[str]) -> int:
+    args = build_parser().parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        raise UserError(f"--seeds {args.seeds}: expected at least 1")
+    t0 = time.perf_counter()
+    search = open_run(args)
+    run_dir, location = search.run_dir, search.location
+    frozen = freeze(run_dir, location)
+    out = run_dir / "report"
+    digest = write_frozen(out, frozen)  # frozen before any training and before the test fold is read
+    search.sync("up")  # configs.json at RUN_DIR before anything reads the test fold
+    try:
+        text = _report(args, search, frozen, digest, t0)
+    finally:
+        search.sync("up")  # what was made, the runs evaluated so far too when some failed
     print(text)
     print(f"wrote {location}/report.md, report.csv, report.json, report.png")
     return 0

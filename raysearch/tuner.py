@@ -372,6 +372,14 @@ class Search:
             }
         return best
 
+    def put_teachers(self, teachers: dict[int, dict]) -> None:
+        """Each teacher (export_net's dict, by embedding size) into the object store once, whatever
+        the number of student trials that distil from it."""
+        import ray
+
+        for size, blob in teachers.items():
+            self.teacher_refs[int(size)] = ray.put({k: blob[k] for k in ("config", "model_config", "model")})
+
     @staticmethod
     def _blob(result) -> dict:
         """A finished trial's network as export_net's dict, from its last checkpoint."""
@@ -640,9 +648,7 @@ def search_main(argv: list[str]) -> int:
             teachers = search.teacher_stage()
             search.progress["stages"]["teacher_done"] = True
             search.save_progress()
-        for size, blob in teachers.items():
-            blob = {k: blob[k] for k in ("config", "model_config", "model")}
-            search.teacher_refs[size] = ray.put(blob)  # once per size, whatever the number of student trials
+        search.put_teachers(teachers)
         stats_before = object_store_stats()
         arms = ("student",) if args.no_baseline else ("student", "baseline")
         for lead in leads:
