@@ -28,8 +28,9 @@ TRAIN_RECORDS, VAL_RECORDS = 17_084, 2_146  # PTB-XL 1.0.1 with a superclass: fo
 
 def random_ptbxl(seed: int = 0):
     """A PTBXL of the real dataset's size and dtypes, random samples (timing/memory only)."""
-    from raysearch.data import CLASSES, PTBXL
+    from raysearch.data import PTBXL
     from raysearch.metadata import META_DIM
+    from raysearch.vocabulary import CLASSES
 
     n = TRAIN_RECORDS + VAL_RECORDS
     rng = np.random.default_rng(seed)
@@ -53,8 +54,9 @@ def one_trial(spec: dict) -> dict:
     """Train one epoch of `spec` (TrainConfig fields) on the GPU; peak memory and samples/s."""
     import torch
 
+    from raysearch.checkpoint import export_net
     from raysearch.models import ContrastiveNet
-    from raysearch.train import TrainConfig, export_net, train_stage
+    from raysearch.train import TrainConfig, train_stage
 
     cfg = TrainConfig(**spec).resolved()
     teacher = None

@@ -20,10 +20,10 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from raysearch.cli import load_data
-from raysearch.data import parse_leads
+from raysearch.checkpoint import load_checkpoint
 from raysearch.models import ContrastiveNet
-from raysearch.train import TrainConfig, final_metrics, load_checkpoint, train_stage, write_run
+from raysearch.sources import DataOptions, open_dataset
+from raysearch.train import TrainConfig, final_metrics, train_stage, write_run
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:
@@ -42,7 +42,7 @@ def flops_per_sample(cfg: TrainConfig, length: int) -> float:
     """Forward + backward FLOPs of one training sample of the trained network (a student's frozen
     teacher forward pass is not counted)."""
     net = ContrastiveNet(cfg.model_config())
-    x = torch.randn(8, len(parse_leads(cfg.leads)), length)
+    x = torch.randn(8, len(cfg.lead_indices), length)
     meta = torch.randn(8, net.cfg.meta_dim)
     with FlopCounterMode(display=False) as counter:
         _, logits = net(x, meta)
@@ -67,11 +67,10 @@ def main() -> None:
     p.add_argument("--precision", default="bf16")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    a.sampling_rate, a.skip_bad_records, a.synthetic_records = 100, False, 2000
 
     peak = {"fp32": matmul_gflops(torch.float32), "bf16": matmul_gflops(torch.bfloat16)}
     print(f"matmul peak: fp32 {peak['fp32']:.1f} GFLOP/s, bf16 {peak['bf16']:.1f} GFLOP/s", file=sys.stderr)
-    data = load_data(a)
+    data = open_dataset(DataOptions(a.data))
     cfg = TrainConfig(
         stage=a.stage,
         leads=a.leads,

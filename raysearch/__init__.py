@@ -1,15 +1,26 @@
 """raysearch: Ray Tune hyperparameter search for contrastive ECG learning with missing leads.
 
-Read top to bottom: data (PTB-XL reader, cache, metadata encoding) -> models -> train (stages,
-evaluation) -> trainable (one Ray Tune trial) -> tuner (the search) -> report.
+Read top to bottom: vocabulary -> data (PTB-XL reader, cache, metadata encoding, sources) ->
+models -> checkpoint -> train (stages, evaluation) -> trainable (one Ray Tune trial) -> space ->
+plan and search -> report -> api and cli. The Python API (api.py):
+
+    import raysearch
+    summary = raysearch.search(leads="4", trials=8, data="synthetic", space="search_spaces/tiny.yaml")
+    raysearch.report(summary["run_dir"], seeds=2)
+    raysearch.load_model(summary["leads"]["4"]["student"]["best_dir"]).predict(signals, metadata)
+
+Importing the package is light: the API's modules (torch, Ray) load on first use.
 """
 
+from raysearch.errors import UserError
+
 __version__ = "0.1.0"
+__all__ = ["UserError", "search", "report", "load_model"]
 
 
-class UserError(Exception):
-    """A problem with the user's input (a file, a value, an option).
+def __getattr__(name: str):
+    if name in ("search", "report", "load_model"):
+        from raysearch import api
 
-    The CLI prints its message as one line (plus the listed details, if any) and exits with
-    status 2, without a traceback: the message must name the file or value and what was expected.
-    """
+        return getattr(api, name)
+    raise AttributeError(f"module 'raysearch' has no attribute {name!r}")

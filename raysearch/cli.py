@@ -1,9 +1,10 @@
-"""Command line: `python -m raysearch [search options]`, or a subcommand.
+"""Command line: `python -m raysearch [search options]`, or a subcommand. The only module that
+knows argparse: each command line becomes an options dataclass once, and the layers below take it.
 
-    python -m raysearch --leads 4 --trials 64          # the search (see tuner.py)
-    python -m raysearch data download|synth|info ...   # the data layer (data.py)
+    python -m raysearch --leads 4 --trials 64          # the search (tuner.py)
+    python -m raysearch data download|synth|info ...   # the data layer (download.py, synth.py, data.py)
     python -m raysearch train ...                      # one stage without Ray (train.py)
-    python -m raysearch report RUN_DIR --seeds 5       # Table 1: seeds, CIs, paired test (report.py)
+    python -m raysearch report RUN_DIR --seeds 5       # Table 1: seeds, CIs, paired test (table.py)
 
 User errors (UserError) print one line and exit 2, without a traceback.
 """
@@ -11,45 +12,150 @@ User errors (UserError) print one line and exit 2, without a traceback.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
-from raysearch import UserError
+from raysearch.errors import UserError
 
 SUBCOMMANDS = ("data", "train", "report", "search")
 
 
-def add_data_options(p: argparse.ArgumentParser) -> None:
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """--help shows every option's default and keeps the description's line breaks."""
+
+
+def _parser(prog: str, description: str) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=_Formatter)
+
+
+def _options(cls, ns: argparse.Namespace, **extra):
+    """The dataclass `cls` from the parsed namespace (the fields it has), plus `extra`."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in vars(ns).items() if k in names}, **extra)
+
+
+def _add_data_options(p: argparse.ArgumentParser, default, data_help: str = "") -> None:
     p.add_argument(
         "--data",
-        default="synthetic",
-        help="PTB-XL folder (PhysioNet layout) or 'synthetic' (generated once, cached)",
+        default=default.data,
+        help=data_help
+        or "PTB-XL folder (PhysioNet layout; $RAYSEARCH_DATA sets the default), or 'synthetic' for a "
+        "generated demo dataset",
     )
-    p.add_argument("--sampling-rate", type=int, default=100, choices=(100, 500))
+    p.add_argument(
+        "--sampling-rate",
+        type=int,
+        default=default.sampling_rate,
+        choices=(100, 500),
+        help="records to read (Hz)",
+    )
     p.add_argument(
         "--skip-bad-records",
         action="store_true",
         help="continue without records that fail to read (they are counted and listed)",
     )
-    p.add_argument("--synthetic-records", type=int, default=2000, help="size of --data synthetic")
+    p.add_argument(
+        "--synthetic-records",
+        type=int,
+        default=default.synthetic_records,
+        help="records of --data synthetic (generated once, cached)",
+    )
 
 
-def load_data(args: argparse.Namespace):
-    """The dataset named by --data, saying how many bad records were skipped."""
-    from raysearch.data import open_dataset
+def _add_cluster_options(p: argparse.ArgumentParser, default) -> None:
+    p.add_argument(
+        "--address",
+        default=default.address,
+        help="join this Ray cluster ($RAY_ADDRESS); else start a local Ray",
+    )
+    p.add_argument(
+        "--num-cpus", type=int, default=default.num_cpus, help="CPUs of a local Ray (default: all)"
+    )
+    p.add_argument(
+        "--cpus-per-trial", type=float, default=default.cpus_per_trial, help="CPUs each trial gets"
+    )
+    p.add_argument(
+        "--gpus-per-trial",
+        type=float,
+        default=default.gpus_per_trial,
+        help="GPUs each trial gets; a fraction 1/P packs P trials on one GPU",
+    )
+    p.add_argument(
+        "--max-concurrent",
+        type=int,
+        default=default.max_concurrent,
+        help="trials running at once (0: as many as the CPUs allow)",
+    )
+    p.add_argument(
+        "--max-failures",
+        type=int,
+        default=default.max_failures,
+        help="restarts of a crashed trial from its last checkpoint",
+    )
+    p.add_argument("--verbose", action="store_true", help="show Ray Tune's own tables and logs")
 
-    ds = open_dataset(args.data, args.sampling_rate, args.skip_bad_records, args.synthetic_records)
-    if ds.skipped:
-        print(f"skipped {len(ds.skipped)} bad record(s) (--skip-bad-records)", file=sys.stderr)
-    return ds
+
+# ------------------------------------------------------------------------------- the search
+
+
+def search_parser() -> argparse.ArgumentParser:
+    from raysearch.tuner import SearchOptions
+
+    d = SearchOptions()
+    p = _parser(
+        "raysearch",
+        "Ray Tune search over the contrastive ECG method: the 12-lead teacher, then per lead subset "
+        "the student (pseudo = True) and the baseline (pseudo = False).\n"
+        "Subcommands: data, train, report (python -m raysearch SUBCOMMAND --help).",
+    )
+    p.add_argument("--leads", default=d.leads, help="lead subset(s): 2, 3, 4, 6, comma-separated, or 'all'")
+    p.add_argument(
+        "--trials", type=int, default=d.trials, help="trials per arm (student, baseline) per subset"
+    )
+    _add_data_options(p, d)
+    p.add_argument("--space", default=d.space, help="search space YAML (see search_spaces/)")
+    p.add_argument(
+        "--storage",
+        default=d.storage,
+        help="where RUN_DIR = STORAGE/NAME goes: a path ($RAYSEARCH_STORAGE) or a URI (s3://, gs://); "
+        "on a multi-node cluster a path every node sees",
+    )
+    p.add_argument("--name", default=d.name, help="run name (default: search-<leads>-<time>)")
+    _add_cluster_options(p, d)
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of the searches and of every trial")
+    p.add_argument(
+        "--teacher", default=d.teacher, help="a teacher checkpoint (RUN_DIR): skip the teacher stage"
+    )
+    p.add_argument(
+        "--teacher-trials", type=int, default=d.teacher_trials, help="teacher trials per embedding size"
+    )
+    p.add_argument("--no-baseline", action="store_true", help="skip the pseudo = False arm")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run --storage/--name")
+    return p
+
+
+def search_main(argv: list[str]) -> int:
+    from raysearch.tuner import SearchOptions, run_search
+
+    run_search(_options(SearchOptions, search_parser().parse_args(argv)))
+    return 0
+
+
+# --------------------------------------------------------------------------------- the data
 
 
 def data_main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="raysearch data", description="PTB-XL data: download, synth, info")
+    from raysearch.download import DEFAULT_VERSION
+    from raysearch.sources import DataOptions, default_data
+
+    parser = _parser("raysearch data", "PTB-XL data: download, synth, info")
     sub = parser.add_subparsers(dest="cmd", required=True)
-    p = sub.add_parser("download", help="fetch PTB-XL from PhysioNet (resumable, checksummed)")
-    p.add_argument("dest", nargs="?", default="ptb-xl")
-    p.add_argument("--version", default="1.0.3")
+    p = sub.add_parser(
+        "download", help="fetch PTB-XL from PhysioNet (resumable, checksummed)", formatter_class=_Formatter
+    )
+    p.add_argument("dest", nargs="?", default=default_data(), help="folder to fetch into ($RAYSEARCH_DATA)")
+    p.add_argument("--version", default=DEFAULT_VERSION, help="PTB-XL release")
     p.add_argument(
         "--rate",
         type=int,
@@ -58,16 +164,18 @@ def data_main(argv: list[str]) -> int:
         help="sampling rate(s) to fetch; default 100 (repeat for both)",
     )
     p.add_argument("--base-url", help="mirror to fetch from instead of PhysioNet")
-    p.add_argument("--workers", type=int, default=8)
-    p = sub.add_parser("synth", help="write a synthetic PTB-XL (same layout, real WFDB files)")
-    p.add_argument("dest")
-    p.add_argument("--records", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
-    p = sub.add_parser("info", help="records, folds, classes, metadata coverage")
+    p.add_argument("--workers", type=int, default=8, help="files fetched at once")
+    p = sub.add_parser(
+        "synth", help="write a synthetic PTB-XL (same layout, real WFDB files)", formatter_class=_Formatter
+    )
+    p.add_argument("dest", help="folder to write")
+    p.add_argument("--records", type=int, default=2000, help="records to generate")
+    p.add_argument("--seed", type=int, default=0, help="generator seed")
+    p = sub.add_parser("info", help="records, folds, classes, metadata coverage", formatter_class=_Formatter)
     p.add_argument("path", help="PTB-XL folder or 'synthetic'")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--sampling-rate", type=int, default=100, choices=(100, 500))
-    p.add_argument("--skip-bad-records", action="store_true")
+    p.add_argument("--sampling-rate", type=int, default=100, choices=(100, 500), help="records to read (Hz)")
+    p.add_argument("--skip-bad-records", action="store_true", help="leave out records that fail to read")
     args = parser.parse_args(argv)
 
     if args.cmd == "download":
@@ -83,11 +191,11 @@ def data_main(argv: list[str]) -> int:
         dest = write_synthetic(args.dest, args.records, args.seed, progress=True)
         print(f"wrote {args.records} synthetic records to {dest}")
     else:
-        from raysearch.data import open_dataset, summary
+        from raysearch.data import summary
+        from raysearch.sources import open_dataset
 
-        info = summary(
-            open_dataset(args.path, args.sampling_rate, args.skip_bad_records, progress=not args.json)
-        )
+        options = DataOptions(args.path, args.sampling_rate, args.skip_bad_records)
+        info = summary(open_dataset(options, progress=not args.json))
         if args.json:
             print(json.dumps(info))
         else:
@@ -95,6 +203,7 @@ def data_main(argv: list[str]) -> int:
                 f"{info['source']}: {info['records']} records with a diagnostic superclass "
                 f"({info['dropped']} dropped without one, {info['skipped_bad_records']} bad skipped), "
                 f"{info['sampling_rate']} Hz x {info['samples_per_record']} samples"
+                + (" (synthetic)" if info["synthetic"] else "")
             )
             print("folds:    " + "  ".join(f"{k}:{v}" for k, v in info["folds"].items()))
             print("classes:  " + "  ".join(f"{k}:{v}" for k, v in info["classes"].items()))
@@ -105,25 +214,99 @@ def data_main(argv: list[str]) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------- one stage
+
+
+def train_main(argv: list[str]) -> int:
+    from raysearch.models import ARCHS
+    from raysearch.train import PRECISIONS, TrainConfig, TrainOptions, train_one
+    from raysearch.vocabulary import SIMS
+
+    d, o = TrainConfig(), TrainOptions()
+    p = _parser("raysearch train", "Train one stage without Ray: the teacher, a student or the baseline.")
+    _add_data_options(p, o)
+    p.add_argument("--leads", default=d.leads, help="12, 6, 4, 3, 2 or comma-separated lead names")
+    p.add_argument("--out", required=True, help="RUN_DIR for the checkpoint, metrics and predictions")
+    p.add_argument(
+        "--teacher", help="teacher checkpoint (RUN_DIR or model.pt): trains a student (pseudo = True)"
+    )
+    p.add_argument("--baseline", action="store_true", help="the student without teacher (pseudo = False)")
+    p.add_argument("--alpha", type=float, default=d.alpha, help="weight of the similarity loss (student)")
+    p.add_argument("--sim", default=d.sim, choices=SIMS, help="similarity between v12 and vx (student)")
+    p.add_argument(
+        "--embedding-size",
+        type=int,
+        default=None,
+        help=f"embedding size (default: {d.embedding_size} or the teacher's)",
+    )
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate of AdamW")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay, help="AdamW weight decay")
+    p.add_argument("--epochs", type=int, default=d.epochs, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="records per step")
+    p.add_argument("--arch", default="", help=f"encoder: {', '.join(ARCHS)} (default by stage)")
+    p.add_argument("--width", type=int, default=0, help="model width (0: the architecture's default)")
+    p.add_argument("--depth", type=int, default=0, help="model depth (0: the architecture's default)")
+    p.add_argument(
+        "--schedule", default=d.schedule, choices=("onecycle", "cosine"), help="learning-rate schedule"
+    )
+    p.add_argument(
+        "--crop-seconds", type=float, default=d.crop_seconds, help="training crop (0: the whole 10 s)"
+    )
+    p.add_argument("--precision", default=d.precision, choices=PRECISIONS, help="autocast precision")
+    p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--seed", type=int, default=d.seed, help="seed of initialization, shuffling and crops")
+    p.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples of the test CI")
+    a = p.parse_args(argv)
+    config_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"stage", "embedding_size"}
+    config = {k: v for k, v in vars(a).items() if k in config_fields}
+    metrics = train_one(_options(TrainOptions, a, config=config))
+    lo, hi = metrics["test_macro_auc_ci"]
+    print(
+        f"val macro-AUC {metrics['val_macro_auc']:.4f}; test macro-AUC {metrics['test_macro_auc']:.4f} "
+        f"(95% CI {lo:.4f}-{hi:.4f}); {metrics['wall_seconds']:.0f} s; wrote {a.out}"
+    )
+    return 0
+
+
+# ------------------------------------------------------------------------------- the report
+
+
+def report_main(argv: list[str]) -> int:
+    from raysearch.render import markdown
+    from raysearch.table import ReportOptions, run_report
+
+    d = ReportOptions()
+    p = _parser("raysearch report", "Table 1 of the paper from a finished search: seeds, CIs, paired test")
+    p.add_argument("run_dir", help="the RUN_DIR of a finished search (STORAGE/NAME, a path or a URI)")
+    p.add_argument(
+        "--seeds",
+        type=int,
+        nargs="?",
+        const=5,
+        default=None,
+        help="retrain every chosen configuration with K new seeds (K default 5); "
+        "without it, summarize the search's single-seed runs",
+    )
+    p.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples")
+    _add_data_options(p, d, "PTB-XL folder or 'synthetic' (default: the search's own --data)")
+    _add_cluster_options(p, d)
+    options = _options(ReportOptions, p.parse_args(argv))
+    report = run_report(options)
+    print(markdown(report))
+    print(f"wrote {report['header']['run_dir']}/report.md, report.csv, report.json, report.png")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m raysearch` and the `raysearch` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else "search"
     rest = argv[1:] if argv and argv[0] in SUBCOMMANDS else argv
     try:
-        if command == "data":
-            return data_main(rest)
-        if command == "train":
-            from raysearch.train import train_main
-
-            return train_main(rest)
-        if command == "report":
-            from raysearch.report import report_main
-
-            return report_main(rest)
-        from raysearch.tuner import search_main
-
-        return search_main(rest)
+        return {"data": data_main, "train": train_main, "report": report_main, "search": search_main}[
+            command
+        ](rest)
     except UserError as e:
         print(f"raysearch: error: {e}", file=sys.stderr)
         return 2

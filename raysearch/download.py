@@ -20,7 +20,7 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from raysearch import UserError
+from raysearch.errors import UserError
 
 PHYSIONET = "https://physionet.org/files/ptb-xl/{version}/"
 DEFAULT_VERSION = "1.0.3"

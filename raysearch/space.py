@@ -31,9 +31,9 @@ from pathlib import Path
 
 import yaml
 
-from raysearch import UserError
-from raysearch.data import LEAD_SUBSETS
-from raysearch.train import SIMS, TrainConfig
+from raysearch.errors import UserError
+from raysearch.train import TrainConfig
+from raysearch.vocabulary import LEAD_SUBSETS, SIMS
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 TOP_KEYS = ("constants", "teacher", "student", "asha", "leads")

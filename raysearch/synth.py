@@ -20,12 +20,14 @@ Metadata follows PTB-XL's missingness (height ~68% missing, weight ~57%).
 from __future__ import annotations
 
 import csv
+import json
 import os
 from pathlib import Path
 
 import numpy as np
 
-from raysearch.data import CLASSES, LEADS, RECORD_SECONDS, cache_dir
+from raysearch.data import RECORD_SECONDS, SYNTHETIC_MARKER, cache_dir
+from raysearch.vocabulary import CLASSES, LEADS
 
 FS = 100
 DB_HEADER = (
@@ -245,6 +247,10 @@ def write_synthetic(
             writer.writerow(
                 [code, desc, diagnostic, "", rhythm, cls or "", cls or "", "", desc, "", "", "", ""]
             )
+    # the loader marks what it reads from here as synthetic, so no figure is mistaken for PTB-XL's
+    (dest / SYNTHETIC_MARKER).write_text(
+        json.dumps({"generator": "raysearch.synth", "records": records, "seed": seed}) + "\n"
+    )
     return dest
 
 
@@ -256,4 +262,6 @@ def ensure_synthetic(records: int = 2000, seed: int = 0) -> Path:
         write_synthetic(tmp, records, seed, progress=True)
         if not dest.exists():
             tmp.rename(dest)
+    if not (dest / SYNTHETIC_MARKER).is_file():  # generated before the marker existed
+        (dest / SYNTHETIC_MARKER).write_text(json.dumps({"records": records, "seed": seed}) + "\n")
     return dest

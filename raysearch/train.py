@@ -21,7 +21,6 @@ fold (10) only when the caller asks for the final figures.
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import os
@@ -35,13 +34,21 @@ import numpy as np
 import torch
 from torch import nn
 
-from raysearch import UserError
-from raysearch.data import CLASSES, PTBXL, lead_label, parse_leads
+from raysearch.checkpoint import (
+    check_teacher,
+    data_stats,
+    export_net,
+    import_net,
+    load_checkpoint,
+    save_checkpoint,
+)
+from raysearch.data import PTBXL
+from raysearch.errors import UserError
 from raysearch.metrics import bootstrap_ci, macro_auc, per_class_auc
 from raysearch.models import ARCHS, ContrastiveNet, ModelConfig
+from raysearch.sources import DataOptions, open_dataset
+from raysearch.vocabulary import CLASSES, PSEUDO, SIMS, STAGES, lead_label, parse_leads
 
-STAGES = ("teacher", "student", "baseline")
-SIMS = ("l1", "l2", "cosine")
 PRECISIONS = ("fp32", "bf16", "fp16")
 # Width/depth defaults per architecture: the teacher is InceptionTime, the student a resnet1d.
 ARCH_DEFAULTS = {"inception": {"width": 32, "depth": 6}, "resnet1d": {"width": 64, "depth": 4}}
@@ -102,10 +109,15 @@ class TrainConfig:
             depth=self.depth or ARCH_DEFAULTS[arch]["depth"],
         )
 
+    @property
+    def lead_indices(self) -> tuple[int, ...]:
+        """The leads this stage reads, as indices in PTB-XL order (the label parsed once, here)."""
+        return parse_leads(self.leads)
+
     def model_config(self) -> ModelConfig:
         return ModelConfig(
             arch=self.arch,
-            n_leads=len(parse_leads(self.leads)),
+            n_leads=len(self.lead_indices),
             width=self.width,
             depth=self.depth,
             embedding_size=self.embedding_size,
@@ -137,77 +149,6 @@ def _autocast(cfg: TrainConfig, device: torch.device):
     if cfg.precision == "fp16" and device.type != "cuda":
         raise UserError("precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
     return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
-
-
-# ------------------------------------------------------------------------------ checkpoints
-
-
-def export_net(net: ContrastiveNet, cfg: TrainConfig) -> dict:
-    """A network as plain data: {'config': ..., 'model': state_dict}; what Ray's object store holds."""
-    return {
-        "config": asdict(cfg),
-        "model_config": net.cfg.to_dict(),
-        "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-    }
-
-
-def import_net(blob: dict, source: str = "checkpoint") -> ContrastiveNet:
-    """Rebuild a network from `export_net`'s dict; a mismatch of weights and config is a UserError."""
-    cfg = ModelConfig.from_dict(blob["model_config"])
-    try:
-        net = ContrastiveNet(cfg)
-        net.load_state_dict(blob["model"])
-    except (RuntimeError, ValueError) as e:
-        first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
-        raise UserError(
-            f"{source}: weights do not match its config (arch {cfg.arch}, "
-            f"{cfg.n_leads} leads, embedding {cfg.embedding_size}): {first}"
-        ) from None
-    return net
-
-
-def save_checkpoint(run_dir: str | os.PathLike, blob: dict) -> Path:
-    """Write `model.pt` (the state dict) and `config.json` (stage + model config) into run_dir."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(blob["model"], run_dir / "model.pt")
-    (run_dir / "config.json").write_text(
-        json.dumps({"config": blob["config"], "model_config": blob["model_config"]}, indent=1)
-    )
-    return run_dir / "model.pt"
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict:
-    """Read a checkpoint written by `save_checkpoint` (a run dir or its model.pt), weights_only."""
-    path = Path(path)
-    run_dir = path if path.is_dir() else path.parent
-    weights, config = run_dir / "model.pt", run_dir / "config.json"
-    for f in (weights, config):
-        if not f.is_file():
-            raise UserError(f"{f}: missing; expected a raysearch checkpoint (model.pt + config.json)")
-    try:
-        meta = json.loads(config.read_text())
-        state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (json.JSONDecodeError, RuntimeError, EOFError, OSError) as e:
-        raise UserError(f"{run_dir}: unreadable checkpoint ({str(e).splitlines()[0]})") from None
-    if not isinstance(meta, dict) or "model_config" not in meta or not isinstance(state, dict):
-        raise UserError(f"{config}: not a raysearch checkpoint config")
-    return {"config": meta["config"], "model_config": meta["model_config"], "model": state}
-
-
-def check_teacher(blob: dict, source: str, embedding_size: int | None = None) -> None:
-    """A student's teacher must be a 12-lead teacher (with the student's embedding size, if given)."""
-    tcfg = blob["config"]
-    if tcfg.get("stage") != "teacher" or blob["model_config"]["n_leads"] != 12:
-        raise UserError(
-            f"{source}: a {tcfg.get('stage')} on leads {tcfg.get('leads')}; "
-            f"expected a 12-lead teacher checkpoint"
-        )
-    if embedding_size is not None and blob["model_config"]["embedding_size"] != embedding_size:
-        raise UserError(
-            f"{source}: embedding size {blob['model_config']['embedding_size']}, but the student "
-            f"asks for {embedding_size}; expected the same size (or omit --embedding-size)"
-        )
 
 
 # ------------------------------------------------------------------------------- batches
@@ -273,7 +214,26 @@ def _window_starts(total: int, length: int, stride: int) -> list[int]:
     return starts if starts[-1] == total - length else starts + [total - length]
 
 
+def window_geometry(cfg: TrainConfig, sampling_rate: int, total: int) -> tuple[int, list[int]]:
+    """Evaluation windows of a record of `total` samples: (window length, window starts)."""
+    length = int(cfg.crop_seconds * sampling_rate) if cfg.crop_seconds else total
+    stride = int((cfg.eval_stride_seconds or cfg.crop_seconds or 10) * sampling_rate)
+    return length, _window_starts(total, length, stride)
+
+
 @torch.no_grad()
+def window_scores(
+    net: ContrastiveNet, x: torch.Tensor, meta: torch.Tensor, cfg: TrainConfig, length: int, starts: list[int]
+) -> np.ndarray:
+    """Sigmoid scores (b, 5) of standardized records `x` (b, leads, T): the sigmoid outputs of
+    their sliding windows averaged per record (the PTB-XL benchmark's recipe)."""
+    net.eval()
+    windows = torch.cat([x[:, :, a : a + length] for a in starts])  # (W*b, L, length)
+    with _autocast(cfg, x.device):
+        _, logits = net(windows, meta.repeat(len(starts), 1))
+    return torch.sigmoid(logits.float()).cpu().numpy().reshape(len(starts), len(x), -1).mean(axis=0)
+
+
 def predict(
     net: ContrastiveNet,
     signals: Signals,
@@ -281,24 +241,15 @@ def predict(
     cfg: TrainConfig,
     batch_records: int = 64,
 ) -> np.ndarray:
-    """Sigmoid scores (n, 5): each record's sliding windows averaged (the benchmark's recipe)."""
-    net.eval()
+    """Sigmoid scores (n, 5) of dataset rows: each record's sliding windows averaged."""
     data, device = signals.data, signals.device
-    leads = parse_leads(cfg.leads)
-    total = data.signals.shape[2]
-    length = int(cfg.crop_seconds * data.sampling_rate) if cfg.crop_seconds else total
-    stride = int((cfg.eval_stride_seconds or cfg.crop_seconds or 10) * data.sampling_rate)
-    starts = _window_starts(total, length, stride)
+    leads = cfg.lead_indices
+    length, starts = window_geometry(cfg, data.sampling_rate, data.signals.shape[2])
     out = np.zeros((len(rows), len(CLASSES)), dtype=np.float32)
     for s in range(0, len(rows), batch_records):
         r = rows[s : s + batch_records]
-        x = signals.batch(r, leads)
-        windows = torch.cat([x[:, :, a : a + length] for a in starts])  # (W*b, L, length)
-        meta = torch.from_numpy(data.meta[r]).to(device).repeat(len(starts), 1)
-        with _autocast(cfg, device):
-            _, logits = net(windows, meta)
-        p = torch.sigmoid(logits.float()).cpu().numpy().reshape(len(starts), len(r), -1)
-        out[s : s + len(r)] = p.mean(axis=0)
+        meta = torch.from_numpy(data.meta[r]).to(device)
+        out[s : s + len(r)] = window_scores(net, signals.batch(r, leads), meta, cfg, length, starts)
     return out
 
 
@@ -337,9 +288,10 @@ class StageResult:
     net: ContrastiveNet
     history: list
     device: torch.device
+    data: dict | None = None  # checkpoint.data_stats of the training data
 
     def export(self) -> dict:
-        return export_net(self.net, self.cfg)
+        return {**export_net(self.net, self.cfg), "data": self.data}
 
 
 EpochCallback = Callable[[dict, Callable[[], dict]], "bool | None"]
@@ -366,7 +318,7 @@ def train_stage(
     device = pick_device(cfg.device)
     torch.manual_seed(cfg.seed)
     net = ContrastiveNet(cfg.model_config()).to(device)
-    leads = parse_leads(cfg.leads)
+    leads = cfg.lead_indices
     teacher_net = None
     if cfg.stage == "student":
         if teacher is None:
@@ -410,6 +362,8 @@ def train_stage(
             "epoch": epoch,
             "history": history,
             "config": asdict(cfg),
+            "model_config": net.cfg.to_dict(),
+            "data": data_stats(data),
         }
 
     for epoch in range(start_epoch, cfg.epochs):
@@ -483,7 +437,7 @@ def train_stage(
             )
         if on_epoch is not None and on_epoch(metrics, lambda e=epoch: state(e)):
             break
-    return StageResult(cfg, net, history, device)
+    return StageResult(cfg, net, history, device, data_stats(data))
 
 
 def final_metrics(result: StageResult, data: PTBXL, with_ci: bool = True) -> tuple[dict, dict]:
@@ -498,7 +452,7 @@ def final_metrics(result: StageResult, data: PTBXL, with_ci: bool = True) -> tup
     test = evaluate(result.net, signals, "test", cfg, with_ci=with_ci)
     metrics = {
         "stage": cfg.stage,
-        "pseudo": cfg.stage == "student" if cfg.stage != "teacher" else None,
+        "pseudo": PSEUDO[cfg.stage],
         "leads": cfg.leads,
         "classes": list(CLASSES),
         "val_macro_auc": val["macro_auc"],
@@ -521,7 +475,8 @@ def evaluate_frozen(
     write it and its predictions to `out_dir` (write_run's layout); return its metrics."""
     cfg = replace(TrainConfig(**blob["config"]).resolved(), device=device)
     dev = pick_device(device)
-    stage = StageResult(cfg, import_net(blob, str(out_dir)).to(dev), blob.get("history", []), dev)
+    net = import_net(blob, str(out_dir)).to(dev)
+    stage = StageResult(cfg, net, blob.get("history", []), dev, data_stats(data))
     metrics, predictions = final_metrics(stage, data, with_ci=with_ci)
     write_run(out_dir, stage, metrics, predictions)
     return metrics
@@ -538,100 +493,57 @@ def write_run(run_dir: str | os.PathLike, result: StageResult, metrics: dict, pr
         )
 
 
-# -------------------------------------------------------------------------------------- CLI
+# ------------------------------------------------------------------------- one stage, one run
 
 
-def train_main(argv: list[str]) -> int:
-    """`python -m raysearch train`: one stage on the command line, with a progress bar."""
-    from raysearch.cli import add_data_options, load_data
+@dataclass
+class TrainOptions(DataOptions):
+    """`python -m raysearch train`: one stage into its own RUN_DIR, without Ray.
 
-    d = TrainConfig()
-    p = argparse.ArgumentParser(
-        prog="raysearch train", description="train the teacher, a student or the baseline"
-    )
-    add_data_options(p)
-    p.add_argument("--leads", default="12", help="12, 6, 4, 3, 2 or comma-separated lead names")
-    p.add_argument("--out", required=True, help="RUN_DIR for the checkpoint, metrics and predictions")
-    p.add_argument(
-        "--teacher", help="teacher checkpoint (RUN_DIR or model.pt): trains a student (pseudo = True)"
-    )
-    p.add_argument("--baseline", action="store_true", help="the student without teacher (pseudo = False)")
-    p.add_argument("--alpha", type=float, default=d.alpha)
-    p.add_argument("--sim", default=d.sim, choices=SIMS)
-    p.add_argument(
-        "--embedding-size", type=int, default=None, help=f"default {d.embedding_size} or the teacher's"
-    )
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--arch", default="", help=f"encoder: {', '.join(ARCHS)} (default by stage)")
-    p.add_argument("--width", type=int, default=0, help="model width (0: the architecture's default)")
-    p.add_argument("--depth", type=int, default=0)
-    p.add_argument("--schedule", default=d.schedule, choices=("onecycle", "cosine"))
-    p.add_argument("--crop-seconds", type=float, default=d.crop_seconds)
-    p.add_argument("--precision", default=d.precision, choices=PRECISIONS)
-    p.add_argument("--device", default=d.device)
-    p.add_argument("--threads", type=int, default=0)
-    p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--n-boot", type=int, default=d.n_boot)
-    a = p.parse_args(argv)
+    The stage follows from the options: a `teacher` checkpoint trains a student (pseudo = True),
+    `baseline` the same network without teacher (pseudo = False), neither the 12-lead teacher.
+    `config` holds the other TrainConfig fields (leads, lr, epochs, ...).
+    """
 
-    teacher = None
-    if a.teacher and a.baseline:
+    out: str = ""
+    teacher: str | None = None
+    baseline: bool = False
+    embedding_size: int | None = None  # None: the teacher's, else TrainConfig's default
+    config: dict = field(default_factory=dict)
+
+
+def train_one(options: TrainOptions, progress: bool = True) -> dict:
+    """Train, evaluate on validation and test, write RUN_DIR; returns its metrics.json."""
+    if options.teacher and options.baseline:
         raise UserError("--teacher and --baseline exclude each other (the baseline has no teacher)")
-    if a.teacher:
-        teacher = load_checkpoint(a.teacher)
-        stage = "student"
-    else:
-        stage = "baseline" if a.baseline else "teacher"
-    if stage == "teacher" and len(parse_leads(a.leads)) != 12:
-        raise UserError(f"--leads {a.leads}: without --teacher or --baseline this trains the 12-lead teacher")
-    embedding = a.embedding_size or (
-        teacher["model_config"]["embedding_size"] if teacher else d.embedding_size
+    teacher = load_checkpoint(options.teacher) if options.teacher else None
+    stage = "student" if teacher is not None else ("baseline" if options.baseline else "teacher")
+    embedding = options.embedding_size or (
+        teacher["model_config"]["embedding_size"] if teacher else TrainConfig.embedding_size
     )
-    cfg = TrainConfig(
-        stage=stage,
-        leads=a.leads,
-        arch=a.arch,
-        width=a.width,
-        depth=a.depth,
-        embedding_size=embedding,
-        alpha=a.alpha,
-        sim=a.sim,
-        lr=a.lr,
-        weight_decay=a.weight_decay,
-        epochs=a.epochs,
-        batch_size=a.batch_size,
-        schedule=a.schedule,
-        crop_seconds=a.crop_seconds,
-        precision=a.precision,
-        device=a.device,
-        threads=a.threads,
-        seed=a.seed,
-        n_boot=a.n_boot,
-    )
+    cfg = TrainConfig(**{**options.config, "stage": stage, "embedding_size": embedding})
+    if stage == "teacher" and len(cfg.lead_indices) != 12:
+        raise UserError(
+            f"--leads {cfg.leads}: without --teacher or --baseline this trains the 12-lead teacher"
+        )
     cfg = cfg.resolved()
     if teacher is not None:
-        check_teacher(teacher, str(a.teacher), cfg.embedding_size)
-    out = Path(a.out)
+        check_teacher(teacher, str(options.teacher), cfg.embedding_size)
+    out = Path(options.out)
     if (out / "metrics.json").exists():
         raise UserError(f"{out}: already holds a finished run (metrics.json); choose another --out")
-    data = load_data(a)
+    data = open_dataset(options, progress=progress)
     print(
         f"training {stage} on leads {cfg.leads} ({cfg.arch}, width {cfg.width}, depth {cfg.depth}, "
-        f"embedding {cfg.embedding_size}) -> {out}",
+        f"embedding {cfg.embedding_size}) on {'synthetic data ' if data.synthetic else ''}{data.source} "
+        f"-> {out}",
         file=sys.stderr,
     )
     t0 = time.perf_counter()
-    result = train_stage(cfg, data, teacher=teacher, progress=True)
+    result = train_stage(cfg, data, teacher=teacher, progress=progress)
     metrics, predictions = final_metrics(result, data)
     metrics["wall_seconds"] = time.perf_counter() - t0
     metrics["data"] = data.source
+    metrics["synthetic"] = data.synthetic
     write_run(out, result, metrics, predictions)
-    lo, hi = metrics["test_macro_auc_ci"]
-    print(
-        f"val macro-AUC {metrics['val_macro_auc']:.4f}; test macro-AUC {metrics['test_macro_auc']:.4f} "
-        f"(95% CI {lo:.4f}-{hi:.4f}); {metrics['wall_seconds']:.0f} s; wrote {out}"
-    )
-    return 0
+    return metrics

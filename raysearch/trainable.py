@@ -3,7 +3,8 @@
 The prepared dataset and the teachers reach the trial as object refs (put once by the driver,
 passed with `tune.with_parameters`): `ray.get` maps the numpy arrays zero-copy from the node's
 object store, so a trial never reads PTB-XL from disk and never copies the teacher into its config.
-A trial restarted after a crash (FailureConfig) resumes from its last checkpoint.
+A trial restarted after a crash (FailureConfig) resumes from its last checkpoint, whose format
+(the training state in `state.pt`) this module alone writes and reads.
 """
 
 from __future__ import annotations
@@ -21,14 +22,9 @@ STATE_FILE = "state.pt"
 _CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
 
 
-def flat_config(config: dict) -> dict:
-    """A Tune config with its `job` (a report's grid over whole configurations) merged in."""
-    return {**config.get("job", {}), **{k: v for k, v in config.items() if k != "job"}}
-
-
 def trial_config(config: dict) -> TrainConfig:
     """The TrainConfig of a Tune config (extra keys such as `pseudo` are Tune-side labels)."""
-    return TrainConfig(**{k: v for k, v in flat_config(config).items() if k in _CONFIG_FIELDS})
+    return TrainConfig(**{k: v for k, v in config.items() if k in _CONFIG_FIELDS})
 
 
 def _resolve(ref):
@@ -68,3 +64,16 @@ def load_trial_state(checkpoint) -> dict:
     """The training state saved in a trial's Tune checkpoint (model, optimizer, config, ...)."""
     with checkpoint.as_directory() as d:
         return torch.load(Path(d) / STATE_FILE, map_location="cpu", weights_only=True)
+
+
+def result_blob(result) -> dict:
+    """A finished trial's network (a Tune Result) as checkpoint.export_net's dict, plus its history."""
+    state = load_trial_state(result.checkpoint)
+    cfg = TrainConfig(**state["config"]).resolved()
+    return {
+        "config": state["config"],
+        "model_config": state.get("model_config") or cfg.model_config().to_dict(),
+        "data": state.get("data"),
+        "model": state["model"],
+        "history": state["history"],
+    }

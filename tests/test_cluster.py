@@ -12,8 +12,17 @@ import time
 
 import pytest
 import yaml
-from conftest import REPO, run_cli
-from test_tuner import _finish, _kill_matching, _running_trial, _search, _trial_dirs, _wait_for, micro
+from conftest import (
+    REPO,
+    finish,
+    kill_matching,
+    micro,
+    run_cli,
+    running_trial,
+    start_search,
+    trial_dirs,
+    wait_for,
+)
 
 
 def _validate(config: dict) -> dict:
@@ -68,7 +77,7 @@ def cluster():
     c.wait_for_nodes()
     yield c, workers, ray_tmp
     c.shutdown()
-    _kill_matching(ray_tmp)
+    kill_matching(ray_tmp)
     shutil.rmtree(ray_tmp, ignore_errors=True)
     os.environ.pop("RAY_TMPDIR", None)
 
@@ -79,7 +88,7 @@ def test_multi_node_search_spreads_and_survives_a_lost_node(cluster, tmp_path, s
     space.write_text(micro(epochs=20, grace=20))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     storage = tmp_path / "runs"
-    proc = _search(
+    proc = start_search(
         env,
         space,
         storage,
@@ -96,22 +105,22 @@ def test_multi_node_search_spreads_and_survives_a_lost_node(cluster, tmp_path, s
     )
     run_dir = storage / "run"
 
-    _wait_for(
+    wait_for(
         proc,
-        lambda: _running_trial(run_dir, "student-4", 20) is not None,
+        lambda: running_trial(run_dir, "student-4", 20) is not None,
         what="a student trial mid-training",
     )
-    busy = _running_trial(run_dir, "student-4", 20)["node_id"]
+    busy = running_trial(run_dir, "student-4", 20)["node_id"]
     victim = next(w for w in workers if w.node_id == busy)
     c.remove_node(victim)  # a worker node goes away mid-trial
     c.add_node(num_cpus=1)  # and the autoscaler (here: the test) brings another
-    out = _finish(proc)
+    out = finish(proc)
     summary = json.loads((run_dir / "summary.json").read_text())
     r = summary["leads"]["4"]["student"]
     assert r["trials"] == 4 and r["errored"] == 0 and r["restarted"] >= 1, out[-3000:]
 
     nodes = set()
-    for d in _trial_dirs(run_dir, "student-4"):
+    for d in trial_dirs(run_dir, "student-4"):
         nodes.update(json.loads(line)["node_id"] for line in (d / "result.json").read_text().splitlines())
     assert len(nodes) >= 2  # trials ran on several nodes
     head_id = c.head_node.node_id
@@ -188,6 +197,6 @@ def test_node_local_storage_is_refused_on_several_nodes(tmp_path, synthetic_ptbx
         os.killpg(node.pid, signal.SIGTERM)
         node.wait(timeout=60)
         c.shutdown()
-        _kill_matching(ray_tmp)
+        kill_matching(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
         os.environ.pop("RAY_TMPDIR", None)

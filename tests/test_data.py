@@ -11,8 +11,9 @@ import pytest
 
 from raysearch import UserError
 from raysearch import data as data_mod
-from raysearch.data import CLASSES, LEADS, lead_label, load_ptbxl, parse_leads, summary
+from raysearch.data import load_ptbxl, summary
 from raysearch.metadata import encode_metadata
+from raysearch.vocabulary import CLASSES, LEADS
 
 
 def _independent_labels(root: Path) -> dict[int, set[str]]:
@@ -93,20 +94,6 @@ def test_metadata_matches_csv(real_ptbxl):
     assert np.allclose(ds.raw_meta, raw, equal_nan=True)
     assert np.allclose(ds.meta, encode_metadata(*raw.T))
     assert np.isnan(raw[:, 2]).mean() > 0.5  # height is mostly missing in PTB-XL
-
-
-def test_lead_subsets():
-    assert parse_leads("12") == tuple(range(12))
-    assert parse_leads("6") == (0, 1, 2, 3, 4, 5)
-    assert parse_leads("4") == (0, 1, 2, 7)
-    assert parse_leads("3") == (0, 1, 7)
-    assert parse_leads("2") == (0, 1)
-    assert parse_leads("i, AVR ,v6") == (0, 3, 11)
-    assert lead_label(parse_leads("I,II,V2")) == "3"
-    assert lead_label(parse_leads("V1,V2")) == "V1,V2"
-    for bad in ("V7", "5", "I,I", ""):
-        with pytest.raises(UserError):
-            parse_leads(bad)
 
 
 def test_cache_is_reused_and_never_stale(real_ptbxl, tmp_path, monkeypatch):

@@ -5,8 +5,9 @@ import csv
 import numpy as np
 import wfdb
 
-from raysearch.data import CLASSES, LEADS, load_ptbxl, summary
+from raysearch.data import load_ptbxl, summary
 from raysearch.synth import DB_HEADER
+from raysearch.vocabulary import CLASSES, LEADS
 
 
 def test_layout_and_reader(synthetic_ptbxl):
@@ -18,6 +19,7 @@ def test_layout_and_reader(synthetic_ptbxl):
     assert record.fs == 100 and record.sig_len == 1000 and record.sig_name == [n.upper() for n in LEADS]
     ds = load_ptbxl(synthetic_ptbxl, progress=False)
     info = summary(ds)
+    assert ds.synthetic and info["synthetic"]  # marked as such wherever it is read
     assert info["records"] + info["dropped"] == len(rows) == 500
     assert all(info["classes"][c] > 10 for c in CLASSES)
     assert all(info["folds"][str(f)] > 30 for f in range(1, 11))

@@ -10,100 +10,18 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-import pytest
-from conftest import REPO
-
-MICRO = """
-constants: {epochs: EPOCHS, batch_size: 64, crop_seconds: 2.5, precision: fp32, n_boot: 50}
-teacher:
-  constants: {arch: inception, width: 4, depth: 3, lr: 5.0e-3}
-student:
-  constants: {arch: resnet1d, width: 8, depth: 2}
-  space:
-    alpha: {loguniform: [0.1, 3.0]}
-    sim: {choice: [l1, l2, cosine]}
-    embedding_size: {choice: [16]}
-    lr: {loguniform: [1.0e-3, 1.0e-2]}
-asha: {grace_period: GRACE, reduction_factor: 2}
-"""
-
-
-def micro(epochs: int = 2, grace: int = 1) -> str:
-    """The micro space; fault tests use long trials that ASHA does not stop, so that a kill lands
-    in a running trial whatever the machine's speed."""
-    return MICRO.replace("EPOCHS", str(epochs)).replace("GRACE", str(grace))
-
-
-@pytest.fixture()
-def ray_env(tmp_path):
-    """Environment for a search subprocess: short RAY_TMPDIR, no token auth, private cache."""
-    ray_tmp = tempfile.mkdtemp(prefix="rs", dir="/tmp")
-    space = tmp_path / "micro.yaml"
-    space.write_text(micro())
-    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled", "PYTHONUNBUFFERED": "1"}
-    yield env, space, tmp_path / "runs"
-    _kill_matching(ray_tmp)  # anything a killed driver left behind
-    shutil.rmtree(ray_tmp, ignore_errors=True)
-
-
-def _kill_matching(fragment: str) -> int:
-    """SIGKILL every process whose command line contains `fragment`; returns how many."""
-    killed = 0
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if fragment in cmd and int(pid) != os.getpid():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                    killed += 1
-                except OSError:
-                    pass
-    return killed
-
-
-def _search(env, space, storage, data, *extra, name="run"):
-    args = [
-        sys.executable,
-        "-m",
-        "raysearch",
-        "--space",
-        str(space),
-        "--data",
-        str(data),
-        "--storage",
-        str(storage),
-        "--name",
-        name,
-        "--num-cpus",
-        "2",
-        "--max-concurrent",
-        "2",
-        "--teacher-trials",
-        "1",
-        *extra,
-    ]
-    return subprocess.Popen(
-        args,
-        env=env,
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-
-
-def _finish(proc, timeout=900):
-    out, _ = proc.communicate(timeout=timeout)
-    assert proc.returncode == 0, out[-4000:]
-    return out
+from conftest import (
+    finish,
+    finished_trials,
+    kill_matching,
+    micro,
+    running_trial,
+    start_search,
+    trial_dirs,
+    wait_for,
+)
 
 
 def _hparams(run_dir: Path) -> list[dict]:
@@ -138,7 +56,7 @@ def _scalars(run_dir: Path) -> set[str]:
 
 def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl):
     env, space, storage = ray_env
-    out = _finish(_search(env, space, storage, synthetic_ptbxl, "--leads", "4", "--trials", "3"))
+    out = finish(start_search(env, space, storage, synthetic_ptbxl, "--leads", "4", "--trials", "3"))
     run_dir = storage / "run"
     assert f"RUN_DIR {run_dir}" in out and "Trial status" in out  # Tune's live table
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -207,8 +125,8 @@ def test_search_on_real_subset_with_a_given_teacher(ray_env, real_ptbxl):
         text=True,
     )
     assert made.returncode == 0, made.stderr
-    _finish(
-        _search(
+    finish(
+        start_search(
             env,
             space,
             storage,
@@ -233,46 +151,10 @@ def test_search_on_real_subset_with_a_given_teacher(ray_env, real_ptbxl):
     assert summary["records"] < 400
 
 
-def _trial_dirs(run_dir: Path, stage: str) -> list[Path]:
-    return sorted(p for p in (run_dir / stage).glob("train_trial_*") if p.is_dir())
-
-
-def _finished_trials(run_dir: Path, stage: str, epochs: int = 2) -> list[Path]:
-    done = []
-    for d in _trial_dirs(run_dir, stage):
-        lines = (d / "result.json").read_text().splitlines() if (d / "result.json").is_file() else []
-        if any(json.loads(line).get("training_iteration") == epochs for line in lines):
-            done.append(d)
-    return done
-
-
-def _wait_for(proc, predicate, timeout=600, what="condition"):
-    """Poll `predicate` while the search `proc` runs; fail at once, with its output, if it exits."""
-    t_end = time.time() + timeout
-    while time.time() < t_end:
-        if predicate():
-            return
-        if proc.poll() is not None:
-            raise AssertionError(
-                f"the search exited ({proc.returncode}) before {what}:\n{proc.stdout.read()[-4000:]}"
-            )
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def _running_trial(run_dir: Path, stage: str, epochs: int) -> dict | None:
-    """The last result of a trial that has checkpointed but not finished, if any."""
-    for d in _trial_dirs(run_dir, stage):
-        lines = (d / "result.json").read_text().splitlines() if (d / "result.json").is_file() else []
-        if lines and json.loads(lines[-1])["training_iteration"] < epochs:
-            return json.loads(lines[-1])
-    return None
-
-
 def test_killed_trial_is_retried_from_its_checkpoint(ray_env, synthetic_ptbxl):
     env, space, storage = ray_env
     space.write_text(micro(epochs=20, grace=20))
-    proc = _search(
+    proc = start_search(
         env,
         space,
         storage,
@@ -286,11 +168,9 @@ def test_killed_trial_is_retried_from_its_checkpoint(ray_env, synthetic_ptbxl):
         "1",
     )
     run_dir = storage / "run"
-    _wait_for(
-        proc, lambda: _running_trial(run_dir, "student-3", 20) is not None, what="a student mid-training"
-    )
-    assert _kill_matching("ray::ImplicitFunc") >= 1  # SIGKILL the running trial's worker
-    out = _finish(proc)
+    wait_for(proc, lambda: running_trial(run_dir, "student-3", 20) is not None, what="a student mid-training")
+    assert kill_matching("ray::ImplicitFunc") >= 1  # SIGKILL the running trial's worker
+    out = finish(proc)
     summary = json.loads((run_dir / "summary.json").read_text())
     r = summary["leads"]["3"]["student"]
     assert r["trials"] == 2 and r["errored"] == 0 and r["restarted"] >= 1, out[-3000:]
@@ -300,20 +180,18 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
     env, space, storage = ray_env
     args = ("--leads", "4", "--trials", "4", "--no-baseline", "--max-concurrent", "1")
     space.write_text(micro(epochs=20, grace=20))
-    proc = _search(env, space, storage, synthetic_ptbxl, *args)
+    proc = start_search(env, space, storage, synthetic_ptbxl, *args)
     run_dir = storage / "run"
-    _wait_for(
-        proc, lambda: len(_finished_trials(run_dir, "student-4", 20)) >= 1, what="a finished student trial"
+    wait_for(
+        proc, lambda: len(finished_trials(run_dir, "student-4", 20)) >= 1, what="a finished student trial"
     )
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and everything it started
     proc.wait()
-    _kill_matching(env["RAY_TMPDIR"])
-    finished_before = {
-        d.name: (d / "result.json").read_text() for d in _finished_trials(run_dir, "student-4")
-    }
+    kill_matching(env["RAY_TMPDIR"])
+    finished_before = {d.name: (d / "result.json").read_text() for d in finished_trials(run_dir, "student-4")}
     assert not (run_dir / "summary.json").exists()
 
-    _finish(_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
+    finish(start_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
     summary = json.loads((run_dir / "summary.json").read_text())
     r = summary["leads"]["4"]["student"]
     assert r["trials"] == 4 and r["errored"] == 0
@@ -321,7 +199,7 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
     # the restored searcher suggests a new trial in its place)
     after = {
         d.name: (d / "result.json").read_text()
-        for d in _trial_dirs(run_dir, "student-4")
+        for d in trial_dirs(run_dir, "student-4")
         if (d / "result.json").is_file()
     }
     assert len(after) == 4
@@ -335,16 +213,14 @@ def test_ctrl_c_reports_interruption_and_resumes(ray_env, synthetic_ptbxl):
     env, space, storage = ray_env
     space.write_text(micro(epochs=20, grace=20))
     args = ("--leads", "6", "--trials", "3", "--no-baseline", "--max-concurrent", "1")
-    proc = _search(env, space, storage, synthetic_ptbxl, *args)
+    proc = start_search(env, space, storage, synthetic_ptbxl, *args)
     run_dir = storage / "run"
-    _wait_for(
-        proc, lambda: _running_trial(run_dir, "student-6", 20) is not None, what="a student mid-training"
-    )
+    wait_for(proc, lambda: running_trial(run_dir, "student-6", 20) is not None, what="a student mid-training")
     proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and returns
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2 and "interrupted during student-6" in out and "--resume" in out
     assert "Traceback" not in out and not (run_dir / "summary.json").exists()
-    out = _finish(_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
+    out = finish(start_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
     summary = json.loads((run_dir / "summary.json").read_text())
     r = summary["leads"]["6"]["student"]
     assert r["trials"] == 3 and r["errored"] == 0
@@ -359,33 +235,12 @@ def test_uri_storage_and_resume_from_it(ray_env, synthetic_ptbxl, tmp_path):
     uri = f"file://{tmp_path / 'bucket'}"  # a URI as s3:// or gs:// would be, served by pyarrow
     env = {**env, "RAYSEARCH_CACHE": str(tmp_path / "staging")}
     args = ("--leads", "2", "--trials", "2", "--no-baseline")
-    out = _finish(_search(env, space, uri, synthetic_ptbxl, *args))
+    out = finish(start_search(env, space, uri, synthetic_ptbxl, *args))
     assert f"RUN_DIR {uri}/run" in out
     remote = tmp_path / "bucket" / "run"
     summary = json.loads((remote / "summary.json").read_text())
     assert summary["leads"]["2"]["student"]["trials"] == 2 and (remote / "teachers").is_dir()
     assert any((remote / "student-2").glob("train_trial_*/result.json"))  # Tune wrote there too
     shutil.rmtree(tmp_path / "staging")  # a new machine: only the URI is left
-    out = _finish(_search(env, space, uri, synthetic_ptbxl, *args, "--resume"))
+    out = finish(start_search(env, space, uri, synthetic_ptbxl, *args, "--resume"))
     assert json.loads((remote / "summary.json").read_text())["leads"] == summary["leads"]
-
-
-def test_asha_stopped_trials_reach_optuna_as_pruned():
-    from optuna.trial import TrialState
-
-    from raysearch.space import to_optuna
-    from raysearch.tuner import METRIC, MODE, _asha_aware_optuna
-
-    searcher = _asha_aware_optuna(
-        4, space=to_optuna({"lr": {"loguniform": [1e-4, 1e-2]}}), metric=METRIC, mode=MODE, seed=0
-    )
-    for trial_id, iterations in (("stopped", 2), ("finished", 4)):
-        assert "lr" in searcher.suggest(trial_id)
-        for it in range(1, iterations + 1):
-            searcher.on_trial_result(trial_id, {METRIC: 0.5 + it / 10, "training_iteration": it})
-        searcher.on_trial_complete(
-            trial_id, {METRIC: 0.5 + iterations / 10, "training_iteration": iterations}
-        )
-    states = [t.state for t in searcher._ot_study.trials]
-    assert states == [TrialState.PRUNED, TrialState.COMPLETE]
-    assert searcher._ot_study.best_value == 0.9  # the truncated 0.7 is not taken as a finished score

@@ -1,7 +1,7 @@
-"""`raysearch report`: frozen configurations, K seeds, the table's statistics and its files.
+"""`raysearch report` (table.py): frozen configurations, K seeds, the table's statistics and its files.
 
 One micro search per data set (module-scoped: a real PTB-XL subset, and synthetic data) is
-reported without seeds and with 2 seeds. The report runs in this process so that a spy on
+reported without seeds and with 2 seeds. The report runs in this process (cli.main) so that a spy on
 PTBXL.split sees every read of the test fold by the driver; the trials (Ray workers) hold a copy
 whose test fold is sealed, so a trial that read it would fail the report.
 """
@@ -14,19 +14,18 @@ import tempfile
 
 import numpy as np
 import pytest
-from conftest import run_cli
-from test_tuner import _finish, _kill_matching, _search, micro
+from conftest import finish, kill_matching, micro, run_cli, start_search
 
+from raysearch.cli import main
 from raysearch.data import PTBXL
 from raysearch.metrics import paired_bootstrap
-from raysearch.report import report_main
 
 
 @pytest.fixture(scope="module")
 def ray_tmp():
     path = tempfile.mkdtemp(prefix="rr", dir="/tmp")
     yield path
-    _kill_matching(path)
+    kill_matching(path)
     shutil.rmtree(path, ignore_errors=True)
 
 
@@ -35,7 +34,7 @@ def _searched(tmp_path_factory, ray_tmp, data) -> tuple:
     space = storage / "micro.yaml"
     space.write_text(micro(epochs=2))
     env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_MODE": "disabled"}
-    _finish(_search(env, space, storage, data, "--leads", "4", "--trials", "2"))
+    finish(start_search(env, space, storage, data, "--leads", "4", "--trials", "2"))
     return storage / "run", env
 
 
@@ -64,7 +63,7 @@ def _report(monkeypatch, run_dir, env, *extra) -> list[str]:
         return real_split(self, name)
 
     monkeypatch.setattr(PTBXL, "split", spy)
-    assert report_main([str(run_dir), "--num-cpus", "2", "--max-concurrent", "2", *extra]) == 0
+    assert main(["report", str(run_dir), "--num-cpus", "2", "--max-concurrent", "2", *extra]) == 0
     return reads
 
 
@@ -151,7 +150,7 @@ def test_report_on_a_uri_run_dir(monkeypatch, capsys, tmp_path, synthetic_run):
         monkeypatch.setenv(k, env[k])
     monkeypatch.setenv("RAYSEARCH_CACHE", str(tmp_path / "machine1"))
     argv = [uri, "--seeds", "1", "--n-boot", "100", "--num-cpus", "2", "--max-concurrent", "2"]
-    assert report_main(argv) == 0
+    assert main(["report", *argv]) == 0
     assert "report: training 3 run(s)" in capsys.readouterr().err
     for name in ("teacher-12", "student-4", "baseline-4"):
         assert (remote / "report" / "runs" / f"{name}-seed1" / "predictions_test.npz").is_file()
@@ -161,7 +160,7 @@ def test_report_on_a_uri_run_dir(monkeypatch, capsys, tmp_path, synthetic_run):
     assert (remote / "report" / "configs.json").is_file() and rows[0]["seeds"] == "1"
 
     monkeypatch.setenv("RAYSEARCH_CACHE", str(tmp_path / "machine2"))  # only the URI is left
-    assert report_main(argv) == 0
+    assert main(["report", *argv]) == 0
     assert "report: training" not in capsys.readouterr().err  # the saved runs were reused
     assert json.loads((remote / "report.json").read_text())["rows"] == report["rows"]
 
@@ -191,7 +190,8 @@ def test_report_errors_are_one_line(tmp_path):
 
 def test_table_from_saved_predictions(tmp_path):
     """build_report on hand-made predictions: per-seed mean/std, the seed ensemble, a missing arm."""
-    from raysearch.report import build_report, markdown
+    from raysearch.render import markdown
+    from raysearch.table import build_report
 
     rng = np.random.default_rng(0)
     y = (rng.random((300, 5)) < 0.3).astype(np.float32)

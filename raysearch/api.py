@@ -1,0 +1,38 @@
+"""The Python API: what the command line does, for notebooks and scripts.
+
+    import raysearch
+    summary = raysearch.search(leads="4", trials=8, data="synthetic", space="search_spaces/tiny.yaml")
+    report = raysearch.report(summary["run_dir"], seeds=2)
+    model = raysearch.load_model(summary["leads"]["4"]["student"]["best_dir"])
+    probabilities = model.predict(signals, metadata)   # (n, 5): NORM, MI, STTC, CD, HYP
+
+The keyword arguments are the command line's options with underscores (`gpus_per_trial=0.25`,
+`no_baseline=True`); see SearchOptions (tuner.py) and ReportOptions (table.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+from raysearch.inference import Model
+from raysearch.inference import load_model as _load_model
+from raysearch.table import ReportOptions, run_report
+from raysearch.tuner import SearchOptions, run_search
+
+
+def search(**options) -> dict:
+    """Run (or `resume=True`) a search; returns its summary: per lead subset and arm the chosen
+    configuration, its validation and test macro-AUC, and `best_dir`, the chosen model's folder."""
+    return run_search(SearchOptions(**options))
+
+
+def report(run_dir: str, **options) -> dict:
+    """Table 1 of a finished search (`seeds=K` retrains each chosen configuration K times); returns
+    report.json's contents and writes report.{md,csv,json,png} into RUN_DIR."""
+    return run_report(ReportOptions(run_dir=str(run_dir), **options))
+
+
+def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
+    """A trained model (a RUN_DIR with model.pt + config.json) whose `predict(signals, metadata)`
+    gives class probabilities."""
+    return _load_model(path, device)

@@ -1,0 +1,12 @@
+"""UserError: a problem with the user's input, told in one line.
+
+The lowest layer: every module may raise it, and the CLI (cli.py) prints its message as one line
+(plus the listed details, if any) and exits with status 2, without a traceback.
+"""
+
+
+class UserError(Exception):
+    """A problem with the user's input (a file, a value, an option).
+
+    The message must name the file or value and what was expected.
+    """

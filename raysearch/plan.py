@@ -1,0 +1,129 @@
+"""A stage of a search as data (a Plan), the one function that runs it, and the one reading of
+its trials.
+
+    plan = Plan("student-4", param_space, num_samples=64, epochs=30, searcher=..., scheduler=asha)
+    results = run_plan(plan, session, run_dir, resume=False, resume_hint="...")
+    trials = sort_trials(results, plan.epochs)    # finished / stopped early / errored
+    best = best_trial(results, plan.epochs)       # the best trial that ran every epoch
+
+A Plan is one Tune experiment, stored as RUN_DIR/NAME. The search makes one per stage and arm;
+the report makes one for its seed runs. `run_plan` starts it, or with `resume` restores it with
+`Tuner.restore` (finished trials and the searcher's state kept), and refuses to return a plan that
+was interrupted: a stage is never summarized as if it had finished.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from raysearch.errors import UserError
+from raysearch.rundir import RunDir
+from raysearch.session import Session
+from raysearch.vocabulary import METRIC, MODE
+
+
+@dataclass
+class Plan:
+    """One Tune experiment: what it trains, how it samples, how many trials, how long each."""
+
+    name: str  # the experiment's folder under RUN_DIR, e.g. "student-4"
+    param_space: dict  # constants, and Tune domains when there is no searcher
+    num_samples: int  # the trial budget (a grid_search in param_space multiplies it)
+    epochs: int  # a full trial's length: the trials that ran them all are "finished"
+    searcher: object | None = None  # a Tune Searcher; None: Tune's own random/grid variants
+    scheduler: object | None = None  # a Tune TrialScheduler; None: every trial runs to the end
+    expected: int | None = None  # the trials it makes, when a grid multiplies num_samples
+
+
+def _tuner(plan: Plan, session: Session, run_dir: RunDir):
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from raysearch.tune_ext import HParamsLogger
+
+    options = session.options
+    if plan.searcher is not None:
+        search = {"search_alg": ConcurrencyLimiter(plan.searcher, max_concurrent=session.max_concurrent)}
+        if getattr(plan.searcher, "metric", None) is None:
+            search.update(metric=METRIC, mode=MODE)
+    else:
+        search = {"metric": METRIC, "mode": MODE, "max_concurrent_trials": session.max_concurrent}
+    return tune.Tuner(
+        session.trainable(),
+        param_space=plan.param_space,
+        tune_config=tune.TuneConfig(
+            num_samples=plan.num_samples, reuse_actors=True, scheduler=plan.scheduler, **search
+        ),
+        run_config=tune.RunConfig(
+            name=plan.name,
+            storage_path=run_dir.location,
+            verbose=2 if options.verbose else 0,  # Tune's own tables only when asked
+            callbacks=[HParamsLogger()],
+            failure_config=tune.FailureConfig(max_failures=options.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
+    )
+
+
+def run_plan(plan: Plan, session: Session, run_dir: RunDir, resume: bool, resume_hint: str) -> list:
+    """Run (or, with `resume`, restore and finish) the plan's experiment; its trials' Results.
+
+    Tune returns normally when interrupted (Ctrl-C), its state saved; a plan with trials not yet
+    terminated is then reported as interrupted (a UserError ending in `resume_hint`).
+    """
+    import sys
+
+    from ray import tune
+
+    from raysearch.tune_ext import trial_statuses
+
+    path = run_dir.experiment(plan.name)
+    if resume and tune.Tuner.can_restore(path):
+        print(f"resuming {plan.name} from {path}", file=sys.stderr)
+        tuner = tune.Tuner.restore(path, trainable=session.trainable(), resume_errored=True)
+    else:
+        tuner = _tuner(plan, session, run_dir)
+    grid = tuner.fit()
+    statuses = trial_statuses(grid)
+    expected = plan.expected or plan.num_samples
+    if len(statuses) < expected or any(s not in ("TERMINATED", "ERROR") for s in statuses):
+        raise UserError(
+            f"interrupted during {plan.name}; finished trials are kept in {run_dir.location}: {resume_hint}"
+        )
+    return list(grid)
+
+
+def sort_trials(results: list, epochs: int) -> dict[str, list]:
+    """A plan's trials by how they ended: ran every epoch, stopped early (ASHA), errored."""
+    errored = [r for r in results if r.error is not None]
+    finished = [r for r in results if r.error is None and r.metrics.get("training_iteration") == epochs]
+    stopped = [r for r in results if r.error is None and r not in finished]
+    return {"finished": finished, "stopped_early": stopped, "errored": errored}
+
+
+def best_trial(results: list, epochs: int, what: str) -> object:
+    """The trial with the best validation metric among those that ran every epoch."""
+    finished = sort_trials(results, epochs)["finished"]
+    if not finished:
+        errored = len(sort_trials(results, epochs)["errored"])
+        raise UserError(f"{what}: no trial finished all {epochs} epochs ({errored} errored)")
+    return max(finished, key=lambda r: r.metrics[METRIC])
+
+
+def failed_once(result) -> bool:
+    """Whether a trial ever crashed: Tune writes error.txt into its folder, even when a retry from
+    its checkpoint then finished it (so this counts the crashes FailureConfig recovered)."""
+    import pyarrow.fs as pafs
+
+    fs = result.filesystem or pafs.LocalFileSystem()
+    return fs.get_file_info(f"{result.path}/error.txt").type != pafs.FileType.NotFound
+
+
+def evaluate_trial(result, data, out_dir, device: str, with_ci: bool = True) -> dict:
+    """Evaluate a chosen (frozen) trial's final network on validation and test on `device`; write
+    it and its predictions to `out_dir` (train.write_run's layout); its metrics. The driver may sit
+    on a CPU-only head node while the trials ran on GPU workers, hence `device`."""
+    from raysearch.train import evaluate_frozen
+    from raysearch.trainable import result_blob
+
+    return evaluate_frozen(result_blob(result), data, out_dir, device, with_ci=with_ci)

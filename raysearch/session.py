@@ -1,0 +1,157 @@
+"""The Ray session a search or a report runs in: started here or joined, checked, and what it
+shares through the object store.
+
+    with ray_session(ClusterOptions(cpus_per_trial=2), run_dir) as session:
+        session.put_data(data)              # the dataset once, its test fold sealed
+        session.put_teachers({64: blob})    # each teacher once, whatever the number of students
+        trainable = session.trainable()     # the Tune trainable bound to those refs
+
+A local Ray is started unless `address` names a cluster to join. On more than one node the
+run directory must be visible from every node (probed, not guessed) unless it is a URI.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from raysearch.errors import UserError
+from raysearch.rundir import RunDir
+
+
+@dataclass
+class ClusterOptions:
+    """Where trials run and what each gets (the CLI's --address, --cpus-per-trial, ...)."""
+
+    address: str | None = field(default_factory=lambda: os.environ.get("RAY_ADDRESS"))
+    num_cpus: int | None = None  # CPUs of a local Ray (default: all)
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0  # fractions pack trials on one GPU
+    max_concurrent: int = 0  # 0: as many as the cluster's CPUs allow
+    max_failures: int = 2  # restarts of a crashed trial from its checkpoint
+    verbose: bool = False  # Tune's own tables and logs
+
+
+class Session:
+    """A started Ray: the options it was started with and the refs it shares with trials."""
+
+    def __init__(self, options: ClusterOptions, max_concurrent: int):
+        self.options = options
+        self.max_concurrent = max_concurrent
+        self.data_ref = None
+        self.teacher_refs: dict[int, object] = {}
+
+    @property
+    def device(self) -> str:
+        """The device trials train on."""
+        return "cuda" if self.options.gpus_per_trial > 0 else "cpu"
+
+    def trial_constants(self) -> dict:
+        """What every trial's config carries from the session: its threads and device."""
+        return {"threads": max(1, int(self.options.cpus_per_trial)), "device": self.device}
+
+    def put_data(self, data) -> None:
+        """Put the dataset in the object store once (every trial maps it zero-copy), its test fold
+        sealed: no trial may read it, since trials are where configurations are chosen."""
+        import ray
+
+        self.data_ref = ray.put(replace(data, test_sealed=True))
+
+    def put_teachers(self, teachers: dict[int, dict]) -> None:
+        """Each teacher (export_net's dict, by embedding size) into the object store once."""
+        import ray
+
+        for size, blob in teachers.items():
+            keep = ("config", "model_config", "data", "model")
+            self.teacher_refs[int(size)] = ray.put({k: blob.get(k) for k in keep})
+
+    def trainable(self):
+        """The Tune trainable: train_trial bound to the shared refs, with each trial's resources."""
+        from ray import tune
+
+        from raysearch.trainable import train_trial
+
+        resources = {"cpu": self.options.cpus_per_trial, "gpu": self.options.gpus_per_trial}
+        return tune.with_resources(
+            tune.with_parameters(train_trial, data=self.data_ref, teachers=self.teacher_refs), resources
+        )
+
+
+def check_shared_storage(path: Path) -> int:
+    """On more than one node, every node must see `path` (Tune syncs trial results there).
+
+    Probed, not guessed: the driver writes a token under `path` and a zero-CPU task pinned to
+    each alive node reads it back. Returns the number of nodes; raises UserError naming the nodes
+    that cannot see the path.
+    """
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    nodes = [n for n in ray.nodes() if n["Alive"]]
+    if len(nodes) <= 1:
+        return len(nodes)
+    token = uuid.uuid4().hex
+    path.mkdir(parents=True, exist_ok=True)
+    marker = path / f".storage-probe-{token}"
+    marker.write_text(token)
+
+    @ray.remote(num_cpus=0)
+    def read_marker(name: str) -> str:
+        p = Path(name)
+        return p.read_text() if p.is_file() else ""
+
+    try:
+        seen = ray.get(
+            [
+                read_marker.options(
+                    scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)
+                ).remote(str(marker))
+                for n in nodes
+            ],
+            timeout=120,
+        )
+    finally:
+        marker.unlink(missing_ok=True)
+    blind = [n["NodeManagerAddress"] for n, got in zip(nodes, seen, strict=True) if got != token]
+    if blind:
+        raise UserError(
+            f"--storage {path.parent}: not visible from {len(blind)} of {len(nodes)} nodes "
+            f"({', '.join(blind)}); on a multi-node cluster use a filesystem shared by every node "
+            f"(NFS) at the same path"
+        )
+    return len(nodes)
+
+
+@contextmanager
+def ray_session(options: ClusterOptions, run_dir: RunDir) -> Iterator[Session]:
+    """Start (or join) Ray for one run; check that every node sees a local RUN_DIR; shut down after."""
+    import logging
+
+    import ray
+
+    level = logging.INFO if options.verbose else logging.ERROR
+    if not options.verbose:
+        # Tune's own hints (Tuner.restore, a TensorBoard path under /tmp/ray) contradict ours, and
+        # its newer console prints an experiment box whatever the verbosity: the older one is quiet
+        os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
+        for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if options.address:
+        ray.init(address=options.address, log_to_driver=False, logging_level=level)
+    else:
+        ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=level)
+    try:
+        if run_dir.uri is None:
+            check_shared_storage(run_dir.path)
+        cpus = ray.cluster_resources().get("CPU", 1)
+        max_concurrent = options.max_concurrent or max(1, int(cpus // max(options.cpus_per_trial, 1e-9)))
+        yield Session(options, max_concurrent)
+    finally:
+        ray.shutdown()

@@ -1,0 +1,132 @@
+"""Extensions of Ray Tune and Optuna, in one place: an upgrade of either breaks this file alone.
+
+Each names the private Ray/Optuna API it leans on; nowhere else in raysearch uses one.
+
+    AshaAwareOptunaSearch  OptunaSearch that tells Optuna an ASHA-stopped trial was PRUNED
+                           (private: OptunaSearch._ot_study, _ot_trials, _completed_trials)
+    FixedSearcher          a Tune Searcher over a fixed list of configurations (public API only)
+    HParamsLogger          Tune's TensorBoard logger with the HParams raysearch compares trials by
+                           (private: TBXLoggerCallback._try_log_hparams, _trial_writer)
+    trial_statuses         every trial's status in a ResultGrid, PENDING/RUNNING ones included
+                           (private: ResultGrid._experiment_analysis; no public equivalent)
+    object_store_stats     Ray's object-store accounting (private: ray._private.internal_api)
+"""
+
+from __future__ import annotations
+
+from optuna.trial import TrialState
+from ray.tune.logger import TBXLoggerCallback
+from ray.tune.search import Searcher
+from ray.tune.search.optuna import OptunaSearch
+
+from raysearch.vocabulary import HPARAMS
+
+
+class AshaAwareOptunaSearch(OptunaSearch):
+    """OptunaSearch that tells Optuna an ASHA-stopped trial was PRUNED, not COMPLETE.
+
+    Tune reports a trial stopped early by ASHA as complete with its truncated metric, which TPE
+    would take as a finished trial's score; PRUNED lets TPE treat it as the partial result it is.
+    `max_t` is the number of epochs a full trial runs.
+    """
+
+    def __init__(self, max_t: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_t = max_t
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        stopped_early = (
+            result is not None
+            and not error
+            and trial_id not in self._completed_trials
+            and result.get("training_iteration", self.max_t) < self.max_t
+        )
+        if stopped_early:
+            self._ot_study.tell(self._ot_trials[trial_id], None, state=TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result=result, error=error)
+
+    @property
+    def study(self):
+        """The Optuna study this searcher asks and tells."""
+        return self._ot_study
+
+
+class FixedSearcher(Searcher):
+    """Suggests the given configurations in order, each once, then reports it is finished."""
+
+    def __init__(self, configs: list[dict], metric: str | None = None, mode: str | None = None):
+        super().__init__(metric=metric, mode=mode)
+        self.configs = list(configs)
+        self.given: dict[str, int] = {}
+
+    def suggest(self, trial_id: str):
+        if trial_id in self.given:
+            return dict(self.configs[self.given[trial_id]])
+        if len(self.given) >= len(self.configs):
+            return Searcher.FINISHED
+        self.given[trial_id] = len(self.given)
+        return dict(self.configs[self.given[trial_id]])
+
+    def on_trial_complete(self, trial_id, result=None, error=False):
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "wb") as fh:
+            pickle.dump({"configs": self.configs, "given": self.given}, fh)
+
+    def restore(self, checkpoint_path: str) -> None:
+        import pickle
+
+        with open(checkpoint_path, "rb") as fh:
+            state = pickle.load(fh)
+        self.configs, self.given = state["configs"], state["given"]
+
+
+def _plain(value):
+    """A value TensorBoard's HParams accept: Python scalars (not numpy), None as a string."""
+    value = value.item() if hasattr(value, "item") else value
+    return str(value) if value is None else value
+
+
+class HParamsLogger(TBXLoggerCallback):
+    """Tune's TensorBoard logger, with the HParams we compare trials by (constants included).
+
+    Tune's own logger writes only the *sampled* parameters, so leads and pseudo would be missing,
+    and it drops numpy types: here every value is turned into a plain Python type first.
+    """
+
+    def _try_log_hparams(self, trial, result):
+        from tensorboardX.summary import hparams
+
+        params = {k: _plain(trial.config[k]) for k in HPARAMS if k in trial.config}
+        for summary in hparams(hparam_dict=params, metric_dict=result):
+            self._trial_writer[trial].file_writer.add_summary(summary)
+
+
+def trial_statuses(grid) -> list[str]:
+    """The status of every trial of a ResultGrid (its results list only the ones that reported)."""
+    return [t.status for t in grid._experiment_analysis.trials]
+
+
+def object_store_stats() -> dict:
+    """Ray's own object-store accounting: the cluster's totals and the bytes held on each node."""
+    import ray
+    from ray._private.internal_api import get_memory_info_reply, get_state_from_address, node_stats
+
+    stats = get_memory_info_reply(get_state_from_address(ray.get_runtime_context().gcs_address)).store_stats
+    per_node = {}
+    for node in ray.nodes():
+        if node["Alive"]:
+            reply = node_stats(node["NodeManagerAddress"], node["NodeManagerPort"], include_memory_info=False)
+            per_node[node["NodeID"]] = int(reply.store_stats.object_store_bytes_used)
+    return {
+        "bytes_used": int(stats.object_store_bytes_used),
+        "num_local_objects": int(stats.num_local_objects),
+        "cumulative_created_objects": int(stats.cumulative_created_objects),
+        "cumulative_created_bytes": int(stats.cumulative_created_bytes),
+        "bytes_used_per_node": per_node,
+    }

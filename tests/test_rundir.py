@@ -1,0 +1,42 @@
+"""RUN_DIR as a local folder or a URI: locations, progress, staging and sync."""
+
+import pytest
+
+from raysearch.errors import UserError
+from raysearch.rundir import RunDir
+
+
+def test_local_run_dir(tmp_path):
+    run = RunDir(str(tmp_path / "runs"), "a")
+    assert run.path == tmp_path / "runs" / "a" and run.location == str(run.path) and run.uri is None
+    assert not run.exists()
+    run.load_progress()["stages"]["x"] = 1
+    run.add_wall(2.5)
+    run.save_progress()
+    again = RunDir.at(str(tmp_path / "runs" / "a"))
+    assert again.exists() and again.load_progress()["stages"] == {"x": 1}
+    assert again.progress["wall"] == {"seconds": 2.5, "invocations": 1}
+    assert again.experiment("student-4") == f"{run.path}/student-4"
+
+
+def test_uri_run_dir_stages_locally_and_syncs(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYSEARCH_CACHE", str(tmp_path / "cache"))
+    uri = f"file://{tmp_path / 'bucket'}"
+    run = RunDir(uri, "b")
+    assert run.location == f"{uri}/b" and run.path == tmp_path / "cache" / "runs" / "b"
+    run.load_progress()
+    (run.path / "best" / "student-4").mkdir(parents=True)
+    (run.path / "best" / "student-4" / "x.txt").write_text("chosen")
+    run.save_progress()  # syncs up
+    assert (tmp_path / "bucket" / "b" / "progress.json").is_file()
+    assert run.located(run.path / "best" / "student-4") == f"{uri}/b/best/student-4"
+    monkeypatch.setenv("RAYSEARCH_CACHE", str(tmp_path / "other-machine"))
+    elsewhere = RunDir.at(f"{uri}/b")
+    assert elsewhere.exists() and not elsewhere.path.exists()
+    elsewhere.sync("down")
+    assert (elsewhere.path / "best" / "student-4" / "x.txt").read_text() == "chosen"
+
+
+def test_unknown_scheme_is_one_line():
+    with pytest.raises(UserError, match="expected a filesystem path or a URI"):
+        RunDir("nosuch://bucket", "run")

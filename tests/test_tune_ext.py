@@ -1,0 +1,77 @@
+"""The Tune/Optuna extensions, each on its own: pruned ASHA trials, fixed configurations, HParams."""
+
+from pathlib import Path
+
+from optuna.trial import TrialState
+
+from raysearch.space import to_optuna
+from raysearch.tune_ext import AshaAwareOptunaSearch, FixedSearcher, HParamsLogger
+from raysearch.vocabulary import METRIC, MODE
+
+
+def test_asha_stopped_trials_reach_optuna_as_pruned():
+    searcher = AshaAwareOptunaSearch(
+        4, space=to_optuna({"lr": {"loguniform": [1e-4, 1e-2]}}), metric=METRIC, mode=MODE, seed=0
+    )
+    for trial_id, iterations in (("stopped", 2), ("finished", 4)):
+        assert "lr" in searcher.suggest(trial_id)
+        for it in range(1, iterations + 1):
+            searcher.on_trial_result(trial_id, {METRIC: 0.5 + it / 10, "training_iteration": it})
+        searcher.on_trial_complete(
+            trial_id, {METRIC: 0.5 + iterations / 10, "training_iteration": iterations}
+        )
+    states = [t.state for t in searcher.study.trials]
+    assert states == [TrialState.PRUNED, TrialState.COMPLETE]
+    assert searcher.study.best_value == 0.9  # the truncated 0.7 is not taken as a finished score
+
+
+def test_fixed_searcher_gives_each_configuration_once_and_survives_a_restore(tmp_path):
+    configs = [{"run": "a", "seed": 1}, {"run": "b", "seed": 2}]
+    searcher = FixedSearcher(configs)
+    assert searcher.suggest("t1") == configs[0]
+    searcher.save(str(tmp_path / "state.pkl"))
+    restored = FixedSearcher([])
+    restored.restore(str(tmp_path / "state.pkl"))
+    assert restored.suggest("t1") == configs[0]  # a restored trial keeps its configuration
+    assert restored.suggest("t2") == configs[1]
+    assert restored.suggest("t3") == FixedSearcher.FINISHED
+
+
+class _Trial:
+    """What the TensorBoard logger reads of a Tune trial."""
+
+    def __init__(self, path: Path, config: dict):
+        self.config, self.local_path, self.trial_id = config, str(path), path.name
+        self.evaluated_params = {"lr": config["lr"]}  # what Tune sampled; constants are not in it
+
+    def init_local_path(self):
+        Path(self.local_path).mkdir(parents=True, exist_ok=True)
+
+    def __hash__(self):
+        return hash(self.trial_id)
+
+
+def test_hparams_logger_writes_plain_values_of_constants_too(tmp_path):
+    import numpy as np
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    config = {"alpha": np.float64(0.5), "sim": "l1", "embedding_size": np.int64(16), "lr": 1e-3}
+    config.update(leads="4", pseudo=None, stage="baseline", width=8)
+    trial = _Trial(tmp_path / "trial", config)
+    logger = HParamsLogger()
+    logger.log_trial_start(trial)
+    logger.log_trial_result(1, trial, {METRIC: 0.7, "training_iteration": 1})
+    logger.log_trial_end(trial)
+    found = {}
+    for path in (tmp_path / "trial").glob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == "_hparams_/session_start_info":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    for k, v in data.session_start_info.hparams.items():
+                        found[k] = getattr(v, v.WhichOneof("kind"))
+    assert found == {
+        "alpha": 0.5, "sim": "l1", "embedding_size": 16.0, "lr": 1e-3,
+        "leads": "4", "pseudo": "None", "stage": "baseline",
+    }  # fmt: skip
