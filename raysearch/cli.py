@@ -145,9 +145,9 @@ def search_main(argv: list[str]) -> int:
 # --------------------------------------------------------------------------------- the data
 
 
-def data_main(argv: list[str]) -> int:
+def data_parser() -> argparse.ArgumentParser:
     from raysearch.download import DEFAULT_VERSION
-    from raysearch.sources import DataOptions, default_data
+    from raysearch.sources import default_data
 
     parser = _parser("raysearch data", "PTB-XL data: download, synth, info")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -176,7 +176,13 @@ def data_main(argv: list[str]) -> int:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--sampling-rate", type=int, default=100, choices=(100, 500), help="records to read (Hz)")
     p.add_argument("--skip-bad-records", action="store_true", help="leave out records that fail to read")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def data_main(argv: list[str]) -> int:
+    from raysearch.sources import DataOptions
+
+    args = data_parser().parse_args(argv)
 
     if args.cmd == "download":
         from raysearch.download import download
@@ -217,9 +223,9 @@ def data_main(argv: list[str]) -> int:
 # -------------------------------------------------------------------------------- one stage
 
 
-def train_main(argv: list[str]) -> int:
+def train_parser() -> argparse.ArgumentParser:
     from raysearch.models import ARCHS
-    from raysearch.train import PRECISIONS, TrainConfig, TrainOptions, train_one
+    from raysearch.train import PRECISIONS, TrainConfig, TrainOptions
     from raysearch.vocabulary import SIMS
 
     d, o = TrainConfig(), TrainOptions()
@@ -257,7 +263,13 @@ def train_main(argv: list[str]) -> int:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initialization, shuffling and crops")
     p.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples of the test CI")
-    a = p.parse_args(argv)
+    return p
+
+
+def train_main(argv: list[str]) -> int:
+    from raysearch.train import TrainConfig, TrainOptions, train_one
+
+    a = train_parser().parse_args(argv)
     config_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"stage", "embedding_size"}
     config = {k: v for k, v in vars(a).items() if k in config_fields}
     metrics = train_one(_options(TrainOptions, a, config=config))
@@ -272,9 +284,8 @@ def train_main(argv: list[str]) -> int:
 # ------------------------------------------------------------------------------- the report
 
 
-def report_main(argv: list[str]) -> int:
-    from raysearch.render import markdown
-    from raysearch.table import ReportOptions, run_report
+def report_parser() -> argparse.ArgumentParser:
+    from raysearch.table import ReportOptions
 
     d = ReportOptions()
     p = _parser("raysearch report", "Table 1 of the paper from a finished search: seeds, CIs, paired test")
@@ -291,7 +302,14 @@ def report_main(argv: list[str]) -> int:
     p.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples")
     _add_data_options(p, d, "PTB-XL folder or 'synthetic' (default: the search's own --data)")
     _add_cluster_options(p, d)
-    options = _options(ReportOptions, p.parse_args(argv))
+    return p
+
+
+def report_main(argv: list[str]) -> int:
+    from raysearch.render import markdown
+    from raysearch.table import ReportOptions, run_report
+
+    options = _options(ReportOptions, report_parser().parse_args(argv))
     report = run_report(options)
     print(markdown(report))
     print(f"wrote {report['header']['run_dir']}/report.md, report.csv, report.json, report.png")

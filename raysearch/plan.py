@@ -33,9 +33,10 @@ class Plan:
     searcher: object | None = None  # a Tune Searcher; None: Tune's own random/grid variants
     scheduler: object | None = None  # a Tune TrialScheduler; None: every trial runs to the end
     expected: int | None = None  # the trials it makes, when a grid multiplies num_samples
+    mean_epochs: float = 0.0  # the epochs a trial runs on average (ASHA stops many early); 0: epochs
 
 
-def _tuner(plan: Plan, session: Session, run_dir: RunDir):
+def _tuner(plan: Plan, session: Session, run_dir: RunDir, callbacks: list):
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
@@ -58,15 +59,18 @@ def _tuner(plan: Plan, session: Session, run_dir: RunDir):
             name=plan.name,
             storage_path=run_dir.location,
             verbose=2 if options.verbose else 0,  # Tune's own tables only when asked
-            callbacks=[HParamsLogger()],
+            callbacks=[HParamsLogger(), *callbacks],
             failure_config=tune.FailureConfig(max_failures=options.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
         ),
     )
 
 
-def run_plan(plan: Plan, session: Session, run_dir: RunDir, resume: bool, resume_hint: str) -> list:
+def run_plan(
+    plan: Plan, session: Session, run_dir: RunDir, resume: bool, resume_hint: str, callbacks: list = ()
+) -> list:
     """Run (or, with `resume`, restore and finish) the plan's experiment; its trials' Results.
+    `callbacks`: Tune callbacks beside the HParams logger (the console's progress view).
 
     Tune returns normally when interrupted (Ctrl-C), its state saved; a plan with trials not yet
     terminated is then reported as interrupted (a UserError ending in `resume_hint`).
@@ -82,7 +86,7 @@ def run_plan(plan: Plan, session: Session, run_dir: RunDir, resume: bool, resume
         print(f"resuming {plan.name} from {path}", file=sys.stderr)
         tuner = tune.Tuner.restore(path, trainable=session.trainable(), resume_errored=True)
     else:
-        tuner = _tuner(plan, session, run_dir)
+        tuner = _tuner(plan, session, run_dir, list(callbacks))
     grid = tuner.fit()
     statuses = trial_statuses(grid)
     expected = plan.expected or plan.num_samples

@@ -28,12 +28,14 @@ class RunDir:
     def __init__(self, storage: str, name: str):
         self.name = name
         if "://" in storage:  # s3://, gs://, ...: Tune writes there; our files are staged and synced
-            self.uri = storage.rstrip("/") + "/" + name
+            self.storage = storage.rstrip("/")
+            self.uri = self.storage + "/" + name
             self.path = cache_dir() / "runs" / name
             self._filesystem()  # an unknown scheme fails here, in one line
         else:
             self.uri = None
-            self.path = Path(storage).expanduser().resolve() / name
+            self.storage = str(Path(storage).expanduser().resolve())
+            self.path = Path(self.storage) / name
         self.location = self.uri or str(self.path)
         self.progress_path = self.path / "progress.json"
         self.progress: dict = {}

@@ -45,6 +45,18 @@ class Session:
         self.data_ref = None
         self.teacher_refs: dict[int, object] = {}
 
+    def describe(self) -> str:
+        """The cluster and what each trial gets, in words (said at start)."""
+        import ray
+
+        total = ray.cluster_resources()
+        nodes = sum(n["Alive"] for n in ray.nodes())
+        where = f"Ray cluster at {self.options.address}" if self.options.address else "local Ray"
+        return (
+            f"{where}: {nodes} node(s), {total.get('CPU', 0):g} CPUs, {total.get('GPU', 0):g} GPUs; "
+            f"each trial {self.options.cpus_per_trial:g} CPU, {self.options.gpus_per_trial:g} GPU"
+        )
+
     @property
     def device(self) -> str:
         """The device trials train on."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 from raysearch.checkpoint import check_teacher, load_checkpoint, save_checkpoint
 from raysearch.errors import UserError
 from raysearch.plan import Plan, best_trial, evaluate_trial, failed_once, run_plan, sort_trials
+from raysearch.progress import ConsoleProgress, Stage, expected_epochs
 from raysearch.render import summary_markdown
 from raysearch.rundir import RunDir
 from raysearch.session import ClusterOptions, Session, ray_session
@@ -36,7 +38,8 @@ from raysearch.train import TrainConfig
 from raysearch.trainable import result_blob
 from raysearch.vocabulary import ARMS, CLASSES, HPARAMS, METRIC, MODE, PSEUDO, arm_name, parse_lead_list
 
-DEFAULT_SPACE = "search_spaces/default.yaml"
+PAPER_SPACE = "search_spaces/default.yaml"  # the paper's budget: meant for GPUs
+CPU_SPACE = "search_spaces/cpu.yaml"  # a budget a 2-core machine finishes in about half an hour
 SEARCHED = ("alpha", "sim", "embedding_size", "lr", "weight_decay")  # what a summary shows per arm
 
 
@@ -46,7 +49,7 @@ class SearchOptions(DataOptions, ClusterOptions):
 
     leads: str = "4"  # 2, 3, 4, 6, comma-separated, or 'all'
     trials: int = 16  # per arm (student and baseline) per lead subset
-    space: str = DEFAULT_SPACE
+    space: str | None = None  # None: the paper's space when trials get GPUs, else the CPU space
     storage: str = field(default_factory=lambda: os.environ.get("RAYSEARCH_STORAGE", "runs"))
     name: str | None = None  # default: search-<leads>-<time>
     seed: int = 0
@@ -129,7 +132,10 @@ def arm_plan(
         grace_period=min(asha["grace_period"], epochs),
         reduction_factor=asha["reduction_factor"],
     )
-    return Plan(arm_name(arm, leads), param_space, options.trials, epochs, searcher, scheduler)
+    mean = expected_epochs(epochs, min(asha["grace_period"], epochs), asha["reduction_factor"])
+    return Plan(
+        arm_name(arm, leads), param_space, options.trials, epochs, searcher, scheduler, mean_epochs=mean
+    )
 
 
 # ---------------------------------------------------------------------------------- stages
@@ -198,36 +204,127 @@ def _open_run(options: SearchOptions, leads: list[str]) -> RunDir:
     return run_dir
 
 
+def choose_space(options: SearchOptions, recorded: str | None) -> tuple[Path, str]:
+    """The space file and, when raysearch chose it, why (said at start): the one a resumed run
+    recorded; else the paper's budget when trials get GPUs and the CPU budget when they do not."""
+    if options.space:
+        path = default_space_path(options.space)
+        if options.gpus_per_trial <= 0 and path.resolve() == default_space_path(PAPER_SPACE).resolve():
+            return path, (
+                f"the paper's budget, meant for GPUs: on CPUs alone it takes days (a paper-scale teacher "
+                f"epoch took 2 min on 2 cores, BENCHMARKS.md); {CPU_SPACE} fits a CPU machine"
+            )
+        return path, ""
+    if recorded:
+        return Path(recorded), "recorded by the run being resumed"
+    if options.gpus_per_trial > 0:
+        return default_space_path(PAPER_SPACE), "the paper's budget (trials get GPUs; --space to choose)"
+    return default_space_path(CPU_SPACE), (
+        f"picked: trials run on CPUs (--gpus-per-trial 0), where the paper's {PAPER_SPACE} would take "
+        f"days; --space to choose"
+    )
+
+
+def resume_command(options: SearchOptions, run_dir: RunDir) -> str:
+    """The exact command that continues this run: its options, --name, --storage and --resume."""
+    import shlex
+
+    default = SearchOptions()
+    args = ["python", "-m", "raysearch"]
+    values = {**asdict(options), "storage": run_dir.storage, "name": run_dir.name}
+    for name, value in values.items():
+        if name == "resume" or (value == getattr(default, name) and name not in ("storage", "name")):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if value is True:
+            args.append(flag)
+        elif value not in (None, False):
+            args += [flag, str(value)]
+    return shlex.join([*args, "--resume"])
+
+
+def _describe(options, leads, arms, space, space_note, data, sizes, session, run_dir) -> str:
+    """What the search will do, said before it starts: data, space and budget, resources, RUN_DIR."""
+    t_const, _, _ = stage_space(space, "teacher")
+    s_const, _, _ = stage_space(space, "student", leads[0])
+    teacher = TrainConfig(stage="teacher", **{k: v for k, v in t_const.items() if k != "lr"}).resolved()
+    student = TrainConfig(stage="student", leads=leads[0], **s_const).resolved()
+    epochs, mean = {}, {}
+    for lead in leads:
+        constants, _, asha = stage_space(space, "student", lead)
+        epochs[lead] = int(constants.get("epochs", TrainConfig.epochs))
+        mean[lead] = expected_epochs(
+            epochs[lead], min(asha["grace_period"], epochs[lead]), asha["reduction_factor"]
+        )
+    kind = (
+        f"SYNTHETIC, {len(data)} generated records: a demo of the pipeline, its figures say nothing "
+        f"about the method"
+        if data.synthetic
+        else f"{len(data)} PTB-XL records with a diagnostic superclass, {data.sampling_rate} Hz"
+    )
+    teachers = (
+        f"teacher given ({options.teacher})"
+        if options.teacher
+        else f"{options.teacher_trials * len(sizes)} teacher trials ({options.teacher_trials} per embedding "
+        f"size {', '.join(map(str, sizes))}; {teacher.epochs} epochs each)"
+    )
+    per_lead = "; ".join(
+        f"{epochs[lead]} for {lead} leads (~{mean[lead]:.1f} on average with ASHA)" for lead in leads
+    )
+    resources = session.describe()
+    lines = [
+        f"raysearch: search {', '.join(leads)} leads, arms {' + '.join(arms)}, "
+        f"{options.trials} trials per arm",
+        f"  data     {data.source}: {kind}",
+        f"  space    {space['_path']}{f' ({space_note})' if space_note else ''}",
+        f"           teacher {teacher.arch} {teacher.width}x{teacher.depth}, students {student.arch} "
+        f"{student.width}x{student.depth}, batch {student.batch_size}, {student.crop_seconds} s crops",
+        f"  budget   {teachers}",
+        f"           then {len(leads) * len(arms)} arm(s) x {options.trials} trials; epochs per trial: "
+        f"{per_lead}",
+        f"  cluster  {resources}; {session.max_concurrent} trial(s) at a time",
+        f"  RUN_DIR  {run_dir.location}  (tensorboard --logdir {run_dir.location})",
+    ]
+    return "\n".join(lines)
+
+
 def run_search(options: SearchOptions) -> dict:
     """Run (or resume) a search; write and return its summary (summary.json's contents)."""
     from raysearch.tune_ext import object_store_stats
 
     leads = parse_lead_list(options.leads)
-    space = load_space(default_space_path(options.space))  # a malformed space fails before Ray starts
     run_dir = _open_run(options, leads)
+    space_path, space_note = choose_space(options, run_dir.progress.get("space_file"))
+    space = load_space(space_path)  # a malformed space fails before Ray starts
     teacher_blob = load_checkpoint(options.teacher) if options.teacher else None
     if teacher_blob is not None:
         check_teacher(teacher_blob, f"--teacher {options.teacher}")
     data = open_dataset(options)  # before RUN_DIR is made: a missing dataset leaves nothing behind
     run_dir.path.mkdir(parents=True, exist_ok=True)
-    print(f"RUN_DIR {run_dir.location}", flush=True)
     data.test_sealed = True  # opened only for the chosen configurations (_arm_summary)
     run_dir.progress.update(
         args={k: v for k, v in asdict(options).items() if k != "resume"}, space_file=space["_path"]
     )
     run_dir.save_progress()
     stages = run_dir.progress["stages"]
-    hint = "run the same command with --resume to continue"
+    hint = f"run `{resume_command(options, run_dir)}` to continue"
     arms = ARMS[:1] if options.no_baseline else ARMS
     device = "auto" if options.gpus_per_trial > 0 else "cpu"
-    t0 = time.perf_counter()
+    t0, started = time.perf_counter(), time.time()
     try:
         with ray_session(options, run_dir) as session:
             session.put_data(data)
             sizes = embedding_sizes(space, leads)
-            teacher_size = None
+            print(
+                _describe(options, leads, arms, space, space_note, data, sizes, session, run_dir), flush=True
+            )
+            teacher_size = teacher_blob["model_config"]["embedding_size"] if teacher_blob else None
+            plans = [
+                arm_plan(space, lead, arm, options, session, teacher_size) for lead in leads for arm in arms
+            ]
+            stage_of = {p.name: Stage(p.name, p.num_samples, p.epochs, p.mean_epochs) for p in plans}
+            measured = dict(run_dir.progress.get("seconds_per_epoch", {}))
             if teacher_blob is not None:
-                teacher_size = teacher_blob["model_config"]["embedding_size"]
                 teachers = {teacher_size: teacher_blob}
                 stages["teacher"] = {
                     str(teacher_size): {
@@ -239,20 +336,36 @@ def run_search(options: SearchOptions) -> dict:
                 teachers = {int(s): load_checkpoint(run_dir.path / "teachers" / s) for s in stages["teacher"]}
             else:
                 plan = teacher_plan(space, sizes, options, session)
-                results = run_plan(plan, session, run_dir, options.resume, hint)
+                progress = ConsoleProgress(
+                    [Stage("teacher", plan.expected, plan.epochs, plan.epochs)],
+                    session.max_concurrent,
+                    later=[stage_of[p.name] for p in plans],
+                    measured=measured,
+                    started=started,
+                )
+                results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
                 teachers = _choose_teachers(results, plan, sizes, run_dir)
+                measured.update(_seconds_per_epoch(plan.name, results))
                 stages["teacher_done"] = True
+                run_dir.progress["seconds_per_epoch"] = measured
                 run_dir.save_progress()
             session.put_teachers(teachers)
             stats_before = object_store_stats()
-            for lead in leads:
-                for arm in arms:
-                    plan = arm_plan(space, lead, arm, options, session, teacher_size)
-                    if plan.name in stages:
-                        continue
-                    results = run_plan(plan, session, run_dir, options.resume, hint)
-                    stages[plan.name] = _arm_summary(plan, results, data, run_dir, device)
-                    run_dir.save_progress()
+            for i, plan in enumerate(plans):
+                if plan.name in stages:
+                    continue
+                progress = ConsoleProgress(
+                    [stage_of[plan.name]],
+                    session.max_concurrent,
+                    later=[stage_of[p.name] for p in plans[i + 1 :] if p.name not in stages],
+                    measured=measured,
+                    started=started,
+                )
+                results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
+                measured.update(_seconds_per_epoch(plan.name, results))
+                stages[plan.name] = _arm_summary(plan, results, data, run_dir, device)
+                run_dir.progress["seconds_per_epoch"] = measured
+                run_dir.save_progress()
             stats_after = object_store_stats()
     finally:
         # every invocation's time, an interrupted one's too: the search's cost is their sum
@@ -281,3 +394,13 @@ def run_search(options: SearchOptions) -> dict:
     print(summary_markdown(summary))
     print(f"RUN_DIR {run_dir.location}  (tensorboard --logdir {run_dir.location})")
     return summary
+
+
+def _seconds_per_epoch(name: str, results: list) -> dict[str, float]:
+    """The median seconds per epoch of a stage's trials (what the forecast of later stages uses)."""
+    per_epoch = [
+        r.metrics["time_total_s"] / r.metrics["training_iteration"]
+        for r in results
+        if r.metrics and r.metrics.get("training_iteration")
+    ]
+    return {name: statistics.median(per_epoch)} if per_epoch else {}

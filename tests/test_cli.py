@@ -66,3 +66,29 @@ def test_bad_records_exit_nonzero_and_skip(real_ptbxl, tmp_path):
     assert "00001_lr.dat: 100 bytes, expected 24000 (truncated)" in result.stderr
     result = run_cli("data", "info", str(root), "--skip-bad-records")
     assert result.returncode == 0 and "1 bad skipped" in result.stdout
+
+
+def _actions(parser):
+    """Every option of a parser and of its subcommands."""
+    import argparse
+
+    for action in parser._actions:  # argparse has no public walk over its options
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _actions(sub)
+        elif not isinstance(action, argparse._HelpAction):
+            yield parser.prog, action
+
+
+def test_every_option_says_what_it_does_and_help_shows_defaults():
+    from raysearch import cli
+
+    parsers = [cli.search_parser(), cli.data_parser(), cli.train_parser(), cli.report_parser()]
+    seen = 0
+    for parser in parsers:
+        for prog, action in _actions(parser):
+            seen += 1
+            assert action.help and len(action.help) > 8, (prog, action.dest)
+    assert seen > 50
+    text = run_cli("--help").stdout
+    assert "(default: 16)" in text and "(default: ptb-xl)" in text and "--verbose" in text

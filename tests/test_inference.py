@@ -25,7 +25,9 @@ def test_predict_on_raw_millivolts_matches_training_evaluation(trained):
     model = load_model(out)
     assert model.leads == ("I", "II", "V2") and model.sampling_rate == 100 and model.window == 250
     rows = data.split("val")
-    mv = (data.signals[rows].astype(np.float32) - data.baseline[rows][:, :, None]) / data.gain[rows][:, :, None]
+    mv = (data.signals[rows].astype(np.float32) - data.baseline[rows][:, :, None]) / data.gain[rows][
+        :, :, None
+    ]
     got = model.predict(mv[:, list(result.cfg.lead_indices)], data.raw_meta[rows])
     want = predict(result.net, Signals(data, result.device), rows, result.cfg)
     assert np.abs(got - want).max() <= 1e-5

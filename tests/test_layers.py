@@ -29,6 +29,7 @@ LAYERS = [
     "tune_ext",
     "rundir",
     "session",
+    "progress",
     "plan",
     "render",
     "tuner",

@@ -6,6 +6,8 @@ short temp dir, token auth off), two trials at a time on this 2-core machine.
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -13,6 +15,7 @@ import sys
 from pathlib import Path
 
 from conftest import (
+    REPO,
     finish,
     finished_trials,
     kill_matching,
@@ -58,9 +61,15 @@ def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl):
     env, space, storage = ray_env
     out = finish(start_search(env, space, storage, synthetic_ptbxl, "--leads", "4", "--trials", "3"))
     run_dir = storage / "run"
-    assert f"RUN_DIR {run_dir}" in out and "Trial status" in out  # Tune's live table
+    # what will happen, then raysearch's own progress lines: Tune's tables and hints only with --verbose
+    assert f"RUN_DIR  {run_dir}" in out and ": SYNTHETIC, " in out
+    assert "student-4 finished: 3 trials" in out and "baseline-4 finished: 3 trials" in out
+    assert "Trial status" not in out and "Tuner.restore" not in out and "/tmp/ray" not in out
+    assert len(out.splitlines()) < 60, out
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert (run_dir / "summary.md").read_text().startswith("# raysearch summary")
+    md = (run_dir / "summary.md").read_text()
+    assert md.startswith("# raysearch summary: run (SYNTHETIC data)") and summary["synthetic"] is True
+    assert "0.9227" not in md  # no paper figure beside synthetic scores
     for arm in ("student", "baseline"):
         r = summary["leads"]["4"][arm]
         assert (
@@ -220,7 +229,13 @@ def test_ctrl_c_reports_interruption_and_resumes(ray_env, synthetic_ptbxl):
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 2 and "interrupted during student-6" in out and "--resume" in out
     assert "Traceback" not in out and not (run_dir / "summary.json").exists()
-    out = finish(start_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
+    # the message names the exact command that continues the run: run it as printed
+    command = shlex.split(re.search(r"run `(python -m raysearch [^`]*)` to continue", out).group(1))
+    assert command[-1] == "--resume" and "--name" in command and "--storage" in command
+    resumed = subprocess.run(
+        [sys.executable, *command[1:]], env=env, cwd=REPO, capture_output=True, text=True, timeout=900
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     summary = json.loads((run_dir / "summary.json").read_text())
     r = summary["leads"]["6"]["student"]
     assert r["trials"] == 3 and r["errored"] == 0
