@@ -34,11 +34,12 @@ class Plan:
     scheduler: object | None = None  # a Tune TrialScheduler; None: every trial runs to the end
     expected: int | None = None  # the trials it makes, when a grid multiplies num_samples
     mean_epochs: float = 0.0  # the epochs a trial runs on average (ASHA stops many early); 0: epochs
+    seed: int = 0  # seeds Tune's own random variants (a plan without a searcher)
 
 
 def _tuner(plan: Plan, session: Session, run_dir: RunDir, callbacks: list):
     from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 
     from raysearch.tune_ext import HParamsLogger
 
@@ -47,8 +48,13 @@ def _tuner(plan: Plan, session: Session, run_dir: RunDir, callbacks: list):
         search = {"search_alg": ConcurrencyLimiter(plan.searcher, max_concurrent=session.max_concurrent)}
         if getattr(plan.searcher, "metric", None) is None:
             search.update(metric=METRIC, mode=MODE)
-    else:
-        search = {"metric": METRIC, "mode": MODE, "max_concurrent_trials": session.max_concurrent}
+    else:  # seeded, so the same --seed samples the same configurations
+        search = {
+            "metric": METRIC,
+            "mode": MODE,
+            "search_alg": BasicVariantGenerator(random_state=plan.seed),
+            "max_concurrent_trials": session.max_concurrent,
+        }
     return tune.Tuner(
         session.trainable(),
         param_space=plan.param_space,

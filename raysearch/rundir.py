@@ -26,6 +26,10 @@ class RunDir:
     """One run's folder: its location as the user names it, its local path, its progress record."""
 
     def __init__(self, storage: str, name: str):
+        if not name or name in (".", "..") or "/" in name or "\\" in name:
+            raise UserError(
+                f"--name {name!r}: expected a plain name (no '/', no '..'): RUN_DIR stays in --storage"
+            )
         self.name = name
         if "://" in storage:  # s3://, gs://, ...: Tune writes there; our files are staged and synced
             self.storage = storage.rstrip("/")
@@ -34,6 +38,8 @@ class RunDir:
             self._filesystem()  # an unknown scheme fails here, in one line
         else:
             self.uri = None
+            if Path(storage).expanduser().exists() and not Path(storage).expanduser().is_dir():
+                raise UserError(f"--storage {storage}: a file; expected a directory (or a path to create)")
             self.storage = str(Path(storage).expanduser().resolve())
             self.path = Path(self.storage) / name
         self.location = self.uri or str(self.path)

@@ -138,6 +138,25 @@ def check_shared_storage(path: Path) -> int:
     return len(nodes)
 
 
+def check_requests(options: ClusterOptions) -> None:
+    """A trial's request must fit on one node, or Tune leaves it PENDING forever: refuse at once.
+    (Checked on a local Ray; a joined cluster may add nodes through its autoscaler.)"""
+    import ray
+
+    nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
+    cpus = max((n.get("CPU", 0) for n in nodes), default=0)
+    gpus = max((n.get("GPU", 0) for n in nodes), default=0)
+    if options.cpus_per_trial > cpus:
+        raise UserError(
+            f"--cpus-per-trial {options.cpus_per_trial:g}: no node has that many; the largest has {cpus:g}"
+        )
+    if options.gpus_per_trial > gpus:
+        raise UserError(
+            f"--gpus-per-trial {options.gpus_per_trial:g}: "
+            + (f"no node has that many; the largest has {gpus:g}" if gpus else "this machine has no GPU")
+        )
+
+
 @contextmanager
 def ray_session(options: ClusterOptions, run_dir: RunDir) -> Iterator[Session]:
     """Start (or join) Ray for one run; check that every node sees a local RUN_DIR; shut down after."""
@@ -160,6 +179,8 @@ def ray_session(options: ClusterOptions, run_dir: RunDir) -> Iterator[Session]:
     else:
         ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=level)
     try:
+        if not options.address:
+            check_requests(options)
         if run_dir.uri is None:
             check_shared_storage(run_dir.path)
         cpus = ray.cluster_resources().get("CPU", 1)

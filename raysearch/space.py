@@ -138,6 +138,13 @@ def load_space(path: str | Path) -> dict:
         _check_constants(f"leads.{leads}.constants", override.get("constants", {}), path)
         if "student" in override:
             _check_stage("student", override["student"], path, f"leads.{leads}.")
+    baseline = set(SEARCHABLE["student"]) - {"alpha", "sim"}
+    if not set((raw.get("student") or {}).get("space") or {}) & baseline:
+        # the baseline arm searches the student's space less alpha and sim: it needs one of these
+        raise UserError(
+            f"{path}: student.space defines none of {', '.join(sorted(baseline))}; expected the "
+            f"parameters the student and baseline arms search (see search_spaces/tiny.yaml)"
+        )
     raw["_path"] = str(path)
     return raw
 

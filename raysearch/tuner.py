@@ -92,9 +92,8 @@ def teacher_plan(space: dict, sizes: list[int], options: SearchOptions, session:
         "embedding_size": tune.grid_search(sizes),
     }
     epochs = int(constants.get("epochs", TrainConfig.epochs))
-    return Plan(
-        "teacher", param_space, options.teacher_trials, epochs, expected=options.teacher_trials * len(sizes)
-    )
+    trials = options.teacher_trials
+    return Plan("teacher", param_space, trials, epochs, expected=trials * len(sizes), seed=options.seed)
 
 
 def arm_plan(

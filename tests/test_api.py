@@ -1,6 +1,8 @@
 """The Python API as the README shows it: search, report and load_model from one script."""
 
 import re
+import shutil
+import tempfile
 
 import numpy as np
 import pytest
@@ -29,9 +31,8 @@ def test_package_import_is_light_and_names_the_api():
 
 def test_readme_example_runs(tmp_path, monkeypatch, synthetic_ptbxl):
     monkeypatch.chdir(tmp_path)
-    ray_tmp = tmp_path / "ray"
-    ray_tmp.mkdir()
-    monkeypatch.setenv("RAY_TMPDIR", str(ray_tmp))
+    ray_tmp = tempfile.mkdtemp(prefix="rsa", dir="/tmp")  # short: Ray's socket paths have a limit
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     (tmp_path / "micro.yaml").write_text(micro())
     code = _substitute(
@@ -46,7 +47,8 @@ def test_readme_example_runs(tmp_path, monkeypatch, synthetic_ptbxl):
     try:
         exec(compile(code, "README.md", "exec"), scope)
     finally:
-        kill_matching(str(ray_tmp))
+        kill_matching(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
     summary, report, model, p = scope["summary"], scope["report"], scope["model"], scope["probabilities"]
     assert summary["leads"]["4"]["student"]["trials"] == 4
     assert [row["leads"] for row in report["rows"]] == ["12", "4"]

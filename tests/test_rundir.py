@@ -40,3 +40,12 @@ def test_uri_run_dir_stages_locally_and_syncs(tmp_path, monkeypatch):
 def test_unknown_scheme_is_one_line():
     with pytest.raises(UserError, match="expected a filesystem path or a URI"):
         RunDir("nosuch://bucket", "run")
+
+
+def test_run_dir_stays_inside_storage(tmp_path):
+    for bad in ("../escape", "/abs/path", "a/b", "..", ""):
+        with pytest.raises(UserError, match="expected a plain name"):
+            RunDir(str(tmp_path), bad)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="a file; expected a directory"):
+        RunDir(str(tmp_path / "file"), "run")

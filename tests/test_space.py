@@ -72,3 +72,9 @@ def test_cli_rejects_a_bad_space_before_ray_starts(tmp_path):
     assert "Started a local Ray" not in result.stderr
     result = run_cli("--leads", "5", "--space", str(path))
     assert result.returncode == 2 and "--leads 5" in result.stderr
+
+
+@pytest.mark.parametrize("text", ["", "student: {space: {alpha: {uniform: [0.1, 1]}}}", "teacher: {}"])
+def test_a_space_must_give_the_arms_something_to_search(tmp_path, text):
+    with pytest.raises(UserError, match="student.space defines none of embedding_size, lr, weight_decay"):
+        load_space(_write(tmp_path, text))
