@@ -93,14 +93,36 @@ def run_plan(
         tuner = tune.Tuner.restore(path, trainable=session.trainable(), resume_errored=True)
     else:
         tuner = _tuner(plan, session, run_dir, list(callbacks))
-    grid = tuner.fit()
+    grid, interrupted = _fit(tuner)
     statuses = trial_statuses(grid)
     expected = plan.expected or plan.num_samples
-    if len(statuses) < expected or any(s not in ("TERMINATED", "ERROR") for s in statuses):
+    if interrupted or len(statuses) < expected or any(s not in ("TERMINATED", "ERROR") for s in statuses):
         raise UserError(
             f"interrupted during {plan.name}; finished trials are kept in {run_dir.location}: {resume_hint}"
         )
     return list(grid)
+
+
+def _fit(tuner) -> tuple:
+    """Tuner.fit, and whether Ctrl-C (SIGINT) ended it. Tune stops its trials on SIGINT and marks
+    them TERMINATED like finished ones, but it puts back the handler it found: a marker installed
+    here is back in place exactly when the run was interrupted."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # signals: main thread only
+        return tuner.fit(), False
+
+    def marker(sig, frame):  # a second Ctrl-C after Tune's: stop at once, as Python would
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, marker)
+    try:
+        grid = tuner.fit()
+    finally:
+        interrupted = signal.getsignal(signal.SIGINT) is marker
+        signal.signal(signal.SIGINT, previous)
+    return grid, interrupted
 
 
 def sort_trials(results: list, epochs: int) -> dict[str, list]:

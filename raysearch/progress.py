@@ -109,20 +109,27 @@ class ConsoleProgress(Callback):
             return self.stages[0].name
         return trial.config.get("arm") or f"{trial.config['stage']}-{trial.config['leads']}"
 
-    def _left(self, counts: dict[str, dict]) -> float | None:
-        """Seconds left for this run and the later stages, from measured seconds per epoch."""
+    def _left(self, counts: dict[str, dict]) -> tuple[float, bool] | None:
+        """Seconds left for this run and the later stages, from measured seconds per epoch, and
+        whether every stage could be counted. A stage not yet measured borrows the median of the
+        measured arms (not the teacher's: its network costs several times a student's)."""
         for name, c in counts.items():
             if c["per_epoch"]:
                 self.measured[name] = statistics.median(c["per_epoch"])
         if not self.measured:
             return None
-        fallback = statistics.median(self.measured.values())
-        work = 0.0
+        arms = [v for k, v in self.measured.items() if not k.startswith("teacher")]
+        fallback = statistics.median(arms) if arms else None
+        work, complete = 0.0, True
         for stage in self.stages + self.later:
             done = counts[stage.name]["epochs"] if stage.name in counts else 0
             remaining = max(0.0, stage.trials * stage.expected_epochs - done)
-            work += remaining * self.measured.get(stage.name, fallback)
-        return work / self.slots
+            per_epoch = self.measured.get(stage.name, fallback)
+            if per_epoch is None:
+                complete = complete and remaining == 0
+                continue
+            work += remaining * per_epoch
+        return work / self.slots, complete
 
     def line(self, trials: list) -> str:
         counts = {s.name: self._count(s, trials) for s in self.stages}
@@ -138,7 +145,12 @@ class ConsoleProgress(Callback):
                 f"{stage.name} {finished}/{stage.trials} done ({c['stopped']} stopped early, "
                 f"{c['errored']} errored), {c['running']} running{best}"
             )
-        eta = f", ~{clock(left)} left" if left is not None else ", time left: after the first epochs"
+        if left is None:
+            eta = ", time left: after the first epochs"
+        elif left[1]:
+            eta = f", ~{clock(left[0])} left"
+        else:
+            eta = f", ~{clock(left[0])} left in this stage (the next ones: after their first epochs)"
         return f"[{clock(time.time() - self.started)} elapsed{eta}] " + " | ".join(parts)
 
     def _print(self, text: str, final: bool = False) -> None:

@@ -224,10 +224,12 @@ def test_ctrl_c_reports_interruption_and_resumes(ray_env, synthetic_ptbxl):
     args = ("--leads", "6", "--trials", "3", "--no-baseline", "--max-concurrent", "1")
     proc = start_search(env, space, storage, synthetic_ptbxl, *args)
     run_dir = storage / "run"
-    wait_for(proc, lambda: running_trial(run_dir, "student-6", 20) is not None, what="a student mid-training")
+    # the teacher stage's only trial: every trial of the run exists, so Tune's statuses alone (it
+    # marks stopped trials TERMINATED) could not tell an interruption from an end
+    wait_for(proc, lambda: running_trial(run_dir, "teacher", 20) is not None, what="the teacher mid-training")
     proc.send_signal(signal.SIGINT)  # Ctrl-C: Tune saves its state and returns
     out, _ = proc.communicate(timeout=300)
-    assert proc.returncode == 2 and "interrupted during student-6" in out and "--resume" in out
+    assert proc.returncode == 2 and "interrupted during teacher" in out and "--resume" in out
     assert "Traceback" not in out and not (run_dir / "summary.json").exists()
     # the message names the exact command that continues the run: run it as printed
     command = shlex.split(re.search(r"run `(python -m raysearch [^`]*)` to continue", out).group(1))
