@@ -135,11 +135,10 @@ def sort_trials(results: list, epochs: int) -> dict[str, list]:
 
 def best_trial(results: list, epochs: int, what: str) -> object:
     """The trial with the best validation metric among those that ran every epoch."""
-    finished = sort_trials(results, epochs)["finished"]
-    if not finished:
-        errored = len(sort_trials(results, epochs)["errored"])
-        raise UserError(f"{what}: no trial finished all {epochs} epochs ({errored} errored)")
-    return max(finished, key=lambda r: r.metrics[METRIC])
+    trials = sort_trials(results, epochs)
+    if not trials["finished"]:
+        raise UserError(f"{what}: no trial finished all {epochs} epochs ({len(trials['errored'])} errored)")
+    return max(trials["finished"], key=lambda r: r.metrics[METRIC])
 
 
 def failed_once(result) -> bool:

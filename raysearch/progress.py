@@ -131,8 +131,9 @@ class ConsoleProgress(Callback):
             work += remaining * per_epoch
         return work / self.slots, complete
 
-    def line(self, trials: list) -> str:
-        counts = {s.name: self._count(s, trials) for s in self.stages}
+    def line(self, trials: list, counts: dict[str, dict] | None = None) -> str:
+        """The progress line; `counts`: this step's `_count` of every stage, when already made."""
+        counts = counts or {s.name: self._count(s, trials) for s in self.stages}
         left = self._left(counts)
         parts = []
         for stage in self.stages:
@@ -164,8 +165,9 @@ class ConsoleProgress(Callback):
 
     def on_step_end(self, iteration: int, trials: list, **info):
         now = time.time()
+        counts = {s.name: self._count(s, trials) for s in self.stages}
         for stage in self.stages:  # a stage that has just ended gets a line of its own
-            c = self._count(stage, trials)
+            c = counts[stage.name]
             if stage.name not in self.reported and c["done"] + c["stopped"] + c["errored"] == stage.trials:
                 self.reported.add(stage.name)
                 best = f"{c['best']:.4f}" if c["best"] is not None else "-"
@@ -177,7 +179,7 @@ class ConsoleProgress(Callback):
                 )
         if sys.stderr.isatty() or now - self.last_print >= self.interval:
             self.last_print = now
-            self._print(self.line(trials))
+            self._print(self.line(trials, counts))
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info):
         self._print(

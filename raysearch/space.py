@@ -40,6 +40,7 @@ TOP_KEYS = ("constants", "teacher", "student", "asha", "leads")
 STAGE_KEYS = ("constants", "space")
 ASHA_KEYS = ("grace_period", "reduction_factor")
 CONFIG_FIELDS = {f.name for f in fields(TrainConfig)} - {"stage", "leads", "extra"}
+STUDENT_ONLY = ("alpha", "sim")  # the teacher terms: the baseline (pseudo = False) has none
 SEARCHABLE = {
     "teacher": {"lr", "weight_decay", "embedding_size"},
     "student": {"alpha", "sim", "embedding_size", "lr", "weight_decay"},
@@ -138,7 +139,7 @@ def load_space(path: str | Path) -> dict:
         _check_constants(f"leads.{leads}.constants", override.get("constants", {}), path)
         if "student" in override:
             _check_stage("student", override["student"], path, f"leads.{leads}.")
-    baseline = set(SEARCHABLE["student"]) - {"alpha", "sim"}
+    baseline = set(SEARCHABLE["student"]) - set(STUDENT_ONLY)
     if not set((raw.get("student") or {}).get("space") or {}) & baseline:
         # the baseline arm searches the student's space less alpha and sim: it needs one of these
         raise UserError(
@@ -161,7 +162,7 @@ def stage_space(space: dict, stage: str, leads: str | None = None) -> tuple[dict
     constants = {**merged.get("constants", {}), **merged.get(section, {}).get("constants", {})}
     dists = dict(merged.get(section, {}).get("space", {}))
     if stage == "baseline":
-        dists = {k: v for k, v in dists.items() if k not in ("alpha", "sim")}
+        dists = {k: v for k, v in dists.items() if k not in STUDENT_ONLY}
     asha = {"grace_period": 1, "reduction_factor": 2, **merged.get("asha", {})}
     return constants, dists, asha
 

@@ -26,7 +26,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -287,7 +287,7 @@ def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, 
     """Everything after the freeze: the runs (seeded or the search's), the table, its files."""
     out = run_dir.path / "report"
     summary = frozen["summary"]
-    data = open_dataset(DataOptions(**{**_data_fields(options), "data": options.data or summary["data"]}))
+    data = open_dataset(replace(options, data=options.data or summary["data"]))  # a DataOptions too
     data.test_sealed = True  # opened by the steps below, each after configs.json exists
     k = options.seeds
     seeds = [frozen["search_seed"] + 1 + i for i in range(k)] if k else [frozen["search_seed"]]
@@ -323,12 +323,6 @@ def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, 
         },
     }
     return report
-
-
-def _data_fields(options: ReportOptions) -> dict:
-    from dataclasses import fields
-
-    return {f.name: getattr(options, f.name) for f in fields(DataOptions)}
 
 
 def _minutes(seconds) -> str:

@@ -110,6 +110,7 @@ def arm_plan(
         dists.pop("embedding_size", None)
         constants["embedding_size"] = teacher_size
     epochs = int(constants.get("epochs", TrainConfig.epochs))
+    grace = min(asha["grace_period"], epochs)
     param_space = {
         **constants,
         **session.trial_constants(),
@@ -128,10 +129,10 @@ def arm_plan(
         mode=MODE,
         time_attr="training_iteration",
         max_t=epochs,
-        grace_period=min(asha["grace_period"], epochs),
+        grace_period=grace,
         reduction_factor=asha["reduction_factor"],
     )
-    mean = expected_epochs(epochs, min(asha["grace_period"], epochs), asha["reduction_factor"])
+    mean = expected_epochs(epochs, grace, asha["reduction_factor"])
     return Plan(
         arm_name(arm, leads), param_space, options.trials, epochs, searcher, scheduler, mean_epochs=mean
     )
@@ -145,9 +146,12 @@ def _choose_teachers(results: list, plan: Plan, sizes: list[int], run_dir: RunDi
     best = {}
     for size in sizes:
         mine = [r for r in results if r.config["embedding_size"] == size]
-        if not sort_trials(mine, plan.epochs)["finished"]:
-            raise UserError(f"no teacher with embedding size {size} finished; see {run_dir.location}/teacher")
-        top = best_trial(mine, plan.epochs, f"teacher {size}")
+        try:
+            top = best_trial(mine, plan.epochs, f"teacher {size}")
+        except UserError:
+            raise UserError(
+                f"no teacher with embedding size {size} finished; see {run_dir.location}/teacher"
+            ) from None
         blob = result_blob(top)
         save_checkpoint(run_dir.path / "teachers" / str(size), blob)
         best[size] = blob
@@ -242,19 +246,14 @@ def resume_command(options: SearchOptions, run_dir: RunDir) -> str:
     return shlex.join([*args, "--resume"])
 
 
-def _describe(options, leads, arms, space, space_note, data, sizes, session, run_dir) -> str:
-    """What the search will do, said before it starts: data, space and budget, resources, RUN_DIR."""
+def _describe(options, leads, arms, plans, space, space_note, data, sizes, session, run_dir) -> str:
+    """What the search will do, said before it starts: data, space and budget, resources, RUN_DIR.
+    `plans`: the arms' plans, whose epochs and ASHA mean per trial are what the budget says."""
     t_const, _, _ = stage_space(space, "teacher")
     s_const, _, _ = stage_space(space, "student", leads[0])
     teacher = TrainConfig(stage="teacher", **{k: v for k, v in t_const.items() if k != "lr"}).resolved()
     student = TrainConfig(stage="student", leads=leads[0], **s_const).resolved()
-    epochs, mean = {}, {}
-    for lead in leads:
-        constants, _, asha = stage_space(space, "student", lead)
-        epochs[lead] = int(constants.get("epochs", TrainConfig.epochs))
-        mean[lead] = expected_epochs(
-            epochs[lead], min(asha["grace_period"], epochs[lead]), asha["reduction_factor"]
-        )
+    first = {p.param_space["leads"]: p for p in reversed(plans)}  # each lead subset's first arm
     kind = (
         f"SYNTHETIC, {len(data)} generated records: a demo of the pipeline, its figures say nothing "
         f"about the method"
@@ -268,7 +267,8 @@ def _describe(options, leads, arms, space, space_note, data, sizes, session, run
         f"size {', '.join(map(str, sizes))}; {teacher.epochs} epochs each)"
     )
     per_lead = "; ".join(
-        f"{epochs[lead]} for {lead} leads (~{mean[lead]:.1f} on average with ASHA)" for lead in leads
+        f"{first[lead].epochs} for {lead} leads (~{first[lead].mean_epochs:.1f} on average with ASHA)"
+        for lead in leads
     )
     resources = session.describe()
     lines = [
@@ -314,13 +314,12 @@ def run_search(options: SearchOptions) -> dict:
         with ray_session(options, run_dir) as session:
             session.put_data(data)
             sizes = embedding_sizes(space, leads)
-            print(
-                _describe(options, leads, arms, space, space_note, data, sizes, session, run_dir), flush=True
-            )
             teacher_size = teacher_blob["model_config"]["embedding_size"] if teacher_blob else None
             plans = [
                 arm_plan(space, lead, arm, options, session, teacher_size) for lead in leads for arm in arms
             ]
+            said = _describe(options, leads, arms, plans, space, space_note, data, sizes, session, run_dir)
+            print(said, flush=True)
             stage_of = {p.name: Stage(p.name, p.num_samples, p.epochs, p.mean_epochs) for p in plans}
             measured = dict(run_dir.progress.get("seconds_per_epoch", {}))
             if teacher_blob is not None:
