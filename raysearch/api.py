@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import os
 
-from raysearch.inference import Model
-from raysearch.inference import load_model as _load_model
+from raysearch.deploy import load_model as _load_model
 from raysearch.table import ReportOptions, run_report
 from raysearch.tuner import SearchOptions, run_search
 
@@ -32,7 +31,8 @@ def report(run_dir: str, **options) -> dict:
     return run_report(ReportOptions(run_dir=str(run_dir), **options))
 
 
-def load_model(path: str | os.PathLike, device: str = "cpu") -> Model:
-    """A trained model (a RUN_DIR with model.pt + config.json) whose `predict(signals, metadata)`
-    gives class probabilities."""
-    return _load_model(path, device)
+def load_model(path: str | os.PathLike, device: str = "cpu", precision: str = ""):
+    """A trained model whose `predict(signals, metadata)` gives class probabilities: a model folder
+    (model.pt + config.json, or a RUN_DIR holding one) or a file written by `raysearch export`
+    (ONNX, run with onnxruntime, or TorchScript). `precision` overrides a folder's autocast."""
+    return _load_model(path, device, precision)

@@ -5,6 +5,8 @@ knows argparse: each command line becomes an options dataclass once, and the lay
     python -m raysearch data download|synth|info ...   # the data layer (download.py, synth.py, data.py)
     python -m raysearch train ...                      # one stage without Ray (train.py)
     python -m raysearch report RUN_DIR --seeds 5       # Table 1: seeds, CIs, paired test (table.py)
+    python -m raysearch export MODEL --format onnx --out m.onnx   # a file for devices (deploy.py)
+    python -m raysearch predict MODEL RECORD ...       # probabilities for WFDB records (predict.py)
 
 User errors (UserError) print one line and exit 2, without a traceback.
 """
@@ -18,7 +20,7 @@ import sys
 
 from raysearch.errors import UserError
 
-SUBCOMMANDS = ("data", "train", "report", "search")
+SUBCOMMANDS = ("data", "train", "report", "export", "predict", "search")
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -107,7 +109,7 @@ def search_parser() -> argparse.ArgumentParser:
         "raysearch",
         "Ray Tune search over the contrastive ECG method: the 12-lead teacher, then per lead subset "
         "the student (pseudo = True) and the baseline (pseudo = False).\n"
-        "Subcommands: data, train, report (python -m raysearch SUBCOMMAND --help).",
+        "Subcommands: data, train, report, export, predict (python -m raysearch SUBCOMMAND --help).",
     )
     p.add_argument("--leads", default=d.leads, help="lead subset(s): 2, 3, 4, 6, comma-separated, or 'all'")
     p.add_argument(
@@ -316,15 +318,110 @@ def report_main(argv: list[str]) -> int:
     return 0
 
 
+# ------------------------------------------------------------------------ using the model
+
+
+def export_parser() -> argparse.ArgumentParser:
+    from raysearch.deploy import FORMATS
+
+    p = _parser(
+        "raysearch export",
+        "Export a trained model as one self-contained file: raw mV signals of its leads (any length of "
+        "at least one window) and raw age, sex, height, weight (NaN = missing) in, the 5 class "
+        "probabilities out; standardization, metadata encoding and window averaging inside.",
+    )
+    p.add_argument(
+        "model", help="a model folder (RUN_DIR/best/ARM-LEADS, a train --out) or a RUN_DIR with one"
+    )
+    p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx (onnxruntime) or torchscript")
+    p.add_argument("--out", required=True, help="file to write, e.g. student-2.onnx")
+    return p
+
+
+def export_main(argv: list[str]) -> int:
+    from raysearch.deploy import export_model, load_model
+
+    a = export_parser().parse_args(argv)
+    out = export_model(a.model, a.format, a.out)
+    info = load_model(out).info
+    scores = ", ".join(
+        f"{split} macro-AUC {info[f'{split}_macro_auc']:.4f}"
+        for split in ("val", "test")
+        if info.get(f"{split}_macro_auc") is not None
+    )
+    print(
+        f"wrote {out} ({a.format}, {out.stat().st_size / 1e6:.1f} MB): {info['stage']} on leads "
+        f"{','.join(info['leads'])} at {info['sampling_rate']} Hz, window {info['window']} samples"
+        + (f"; {scores}" if scores else "")
+    )
+    return 0
+
+
+def predict_parser() -> argparse.ArgumentParser:
+    from raysearch.predict import PredictOptions
+    from raysearch.train import PRECISIONS
+
+    d = PredictOptions()
+    p = _parser(
+        "raysearch predict",
+        "Class probabilities of WFDB records: the model's leads are picked by name, other sampling "
+        "rates resampled to the model's, metadata taken from a CSV (columns record, age, sex, height, "
+        "weight) or PTB-XL's database csv. A record that cannot be read is listed; the others are "
+        "written. Exit status 1 when some record failed.",
+    )
+    p.add_argument("model", help="a model folder or RUN_DIR, an exported .onnx or TorchScript file")
+    p.add_argument("records", nargs="*", help="WFDB records (path without extension, or its .hea)")
+    p.add_argument("--data", default=d.data, help="a PTB-XL folder: predict its records instead")
+    p.add_argument("--folds", default=d.folds, help="with --data: folds to predict, e.g. 10 or 9,10")
+    p.add_argument("--metadata", default=d.metadata, help="CSV of age, sex, height, weight by record")
+    p.add_argument("--out", default=d.out, help="write every row to this .csv (or .jsonl)")
+    p.add_argument(
+        "--precision",
+        default=d.precision,
+        choices=PRECISIONS,
+        help="a model folder's precision (default: the one it was trained with)",
+    )
+    p.add_argument("--threads", type=int, default=d.threads, help="onnxruntime threads (0: its default)")
+    return p
+
+
+def predict_main(argv: list[str]) -> int:
+    from raysearch.predict import PredictOptions, run_predict
+
+    options = _options(PredictOptions, predict_parser().parse_args(argv))
+    result = run_predict(options)
+    rows, classes, errors = result["rows"], result["classes"], result["errors"]
+    good = [r for r in rows if "error" not in r]
+    shown = good if options.out is None else good[:10]
+    width = max([len("record")] + [len(r["record"]) for r in shown])
+    print(f"{'record':<{width}}  " + "  ".join(f"{c:>5}" for c in classes))
+    for r in shown:
+        print(f"{r['record']:<{width}}  " + "  ".join(f"{r[c]:5.3f}" for c in classes))
+    if len(shown) < len(good):
+        print(f"... and {len(good) - len(shown)} more")
+    for r in errors:
+        print(f"raysearch: error: {r['error']}", file=sys.stderr)
+    where = f" to {result['out']}" if result["out"] else ""
+    failed = f"; {len(errors)} record(s) failed (listed above)" if errors else ""
+    print(f"{len(good)} of {len(rows)} records predicted{where}{failed}", file=sys.stderr)
+    return 1 if errors else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `python -m raysearch` and the `raysearch` script."""
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv[0] if argv and argv[0] in SUBCOMMANDS else "search"
     rest = argv[1:] if argv and argv[0] in SUBCOMMANDS else argv
     try:
-        return {"data": data_main, "train": train_main, "report": report_main, "search": search_main}[
-            command
-        ](rest)
+        commands = {
+            "data": data_main,
+            "train": train_main,
+            "report": report_main,
+            "export": export_main,
+            "predict": predict_main,
+            "search": search_main,
+        }
+        return commands[command](rest)
     except UserError as e:
         print(f"raysearch: error: {e}", file=sys.stderr)
         return 2

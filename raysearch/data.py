@@ -28,7 +28,7 @@ import pandas as pd
 
 from raysearch.errors import UserError
 from raysearch.metadata import encode_metadata
-from raysearch.vocabulary import CLASSES, LEADS, SPLITS
+from raysearch.vocabulary import CLASSES, LEADS, META_FIELDS, SPLITS
 
 DB_COLUMNS = (
     "ecg_id",
@@ -141,6 +141,11 @@ def superclass_labels(db: pd.DataFrame, scp: pd.DataFrame) -> np.ndarray:
             if cls in CLASSES:
                 labels[row, CLASSES.index(cls)] = 1.0
     return labels
+
+
+def raw_metadata(db: pd.DataFrame) -> np.ndarray:
+    """(n, 4) float32 age, sex, height, weight of database rows as read (NaN = missing)."""
+    return db[list(META_FIELDS)].apply(pd.to_numeric, errors="coerce").to_numpy(np.float32)
 
 
 # ------------------------------------------------------------------------------------ records
@@ -373,11 +378,7 @@ def _build_cache(
         if len(train_rows) == 0:
             raise UserError(f"{root}: no usable record in the training folds 1-8")
         mean, std = _train_stats(signals, scale["gain"], scale["baseline"], train_rows)
-        raw = (
-            rows[["age", "sex", "height", "weight"]]
-            .apply(pd.to_numeric, errors="coerce")
-            .to_numpy(np.float32)
-        )
+        raw = raw_metadata(rows)
         np.savez(
             tmp / "arrays.npz",
             ecg_id=rows["ecg_id"].to_numpy(np.int64),
@@ -422,9 +423,6 @@ def summary(ds: PTBXL) -> dict:
         "samples_per_record": int(ds.signals.shape[2]),
         "folds": {str(f): int((ds.folds == f).sum()) for f in range(1, 11)},
         "classes": {c: int(ds.labels[:, i].sum()) for i, c in enumerate(CLASSES)},
-        "metadata_present": {
-            name: int(np.isfinite(raw[:, i]).sum())
-            for i, name in enumerate(("age", "sex", "height", "weight"))
-        },
+        "metadata_present": {name: int(np.isfinite(raw[:, i]).sum()) for i, name in enumerate(META_FIELDS)},
         "leads": list(LEADS),
     }

@@ -15,6 +15,7 @@ open "90+" bin, never as an age of 300.
 """
 
 import numpy as np
+import torch
 
 AGE_CENTRES = np.array([5, 20, 30, 40, 50, 60, 70, 80, 90], dtype=np.float64)
 HEIGHT_CENTRES = np.array([100, 150, 160, 170, 180, 190], dtype=np.float64)  # cm
@@ -26,16 +27,34 @@ PLAUSIBLE = {"age": (0.0, 400.0), "height": (40.0, 230.0), "weight": (2.0, 300.0
 AGE_90_PLUS = 89.5
 
 
-def _soft_bins(values: np.ndarray, centres: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """Soft one-hot of `values` over `centres`, with a trailing missing-indicator column."""
-    v = np.asarray(values, dtype=np.float64)
-    missing = ~np.isfinite(v) | (v < lo) | (v > hi)
-    v = np.clip(np.where(missing, centres[0], v), centres[0], centres[-1])
-    spacing = np.diff(centres, append=centres[-1] + (centres[-1] - centres[-2]))
-    w = np.exp(-((v[:, None] - centres[None, :]) ** 2) / (2.0 * (0.5 * spacing[None, :]) ** 2))
-    w /= w.sum(axis=1, keepdims=True)
-    w[missing] = 0.0
-    return np.concatenate([w, missing[:, None].astype(np.float64)], axis=1)
+def _soft_bins(v: torch.Tensor, centres: np.ndarray, lo: float, hi: float) -> torch.Tensor:
+    """Soft one-hot of `v` over `centres`, with a trailing missing-indicator column."""
+    c = torch.as_tensor(centres, dtype=v.dtype)
+    spacing = torch.as_tensor(np.diff(centres, append=2 * centres[-1] - centres[-2]), dtype=v.dtype)
+    missing = ~torch.isfinite(v) | (v < lo) | (v > hi)
+    v = torch.where(missing, c[0], v).clamp(float(centres[0]), float(centres[-1]))
+    w = torch.exp(-((v[:, None] - c[None, :]) ** 2) / (2.0 * (0.5 * spacing[None, :]) ** 2))
+    w = torch.where(missing[:, None], 0.0, w / w.sum(dim=1, keepdim=True))
+    return torch.cat([w, missing[:, None].to(v.dtype)], dim=1)
+
+
+def encode_metadata_tensor(raw: torch.Tensor) -> torch.Tensor:
+    """Encode raw metadata (n, 4) age, sex, height, weight (NaN = missing) into (n, META_DIM).
+
+    Plain tensor operations in `raw`'s dtype, so the same code runs in training (float64, through
+    `encode_metadata`) and inside an exported model's graph (float32, see portable.py).
+    """
+    age, sex, height, weight = raw.unbind(dim=1)
+    age = torch.where(age > AGE_90_PLUS, float(AGE_CENTRES[-1]), age)  # 1.0.3's 300, 1.0.1's 90..95
+    male, female = sex == 0, sex == 1
+    sex_cols = torch.stack([male, female, ~(male | female)], dim=1).to(raw.dtype)
+    parts = [
+        _soft_bins(age, AGE_CENTRES, *PLAUSIBLE["age"]),
+        sex_cols,
+        _soft_bins(height, HEIGHT_CENTRES, *PLAUSIBLE["height"]),
+        _soft_bins(weight, WEIGHT_CENTRES, *PLAUSIBLE["weight"]),
+    ]
+    return torch.cat(parts, dim=1)
 
 
 def encode_metadata(age, sex, height, weight) -> np.ndarray:
@@ -44,18 +63,8 @@ def encode_metadata(age, sex, height, weight) -> np.ndarray:
     Columns: age bins + missing, sex (male, female) + missing, height bins + missing,
     weight bins + missing. `sex` follows PTB-XL: 0 = male, 1 = female.
     """
-    age = np.asarray(age, dtype=np.float64)
-    age = np.where(age > AGE_90_PLUS, AGE_CENTRES[-1], age)  # 1.0.3's 300 and 1.0.1's 90..95
-    sex = np.asarray(sex, dtype=np.float64)
-    sex_missing = ~np.isin(sex, (0.0, 1.0))
-    sex_cols = np.stack([(sex == 0) & ~sex_missing, (sex == 1) & ~sex_missing, sex_missing], axis=1)
-    parts = [
-        _soft_bins(age, AGE_CENTRES, *PLAUSIBLE["age"]),
-        sex_cols.astype(np.float64),
-        _soft_bins(height, HEIGHT_CENTRES, *PLAUSIBLE["height"]),
-        _soft_bins(weight, WEIGHT_CENTRES, *PLAUSIBLE["weight"]),
-    ]
-    return np.concatenate(parts, axis=1).astype(np.float32)
+    raw = np.stack([np.asarray(a, dtype=np.float64).reshape(-1) for a in (age, sex, height, weight)], axis=1)
+    return encode_metadata_tensor(torch.from_numpy(raw)).numpy().astype(np.float32)
 
 
 META_DIM = len(AGE_CENTRES) + 1 + 3 + len(HEIGHT_CENTRES) + 1 + len(WEIGHT_CENTRES) + 1

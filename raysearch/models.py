@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from raysearch.metadata import META_DIM
@@ -45,6 +46,20 @@ class ModelConfig:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
+class MaxPool(nn.Module):
+    """Max-pool over time, computed as a 2D pool of height 1: the same numbers as nn.MaxPool1d,
+    but torch.export keeps the record length dynamic through it (its max_pool1d fixes the length),
+    so an exported model takes records of any length (deploy.py)."""
+
+    def __init__(self, kernel: int, stride: int, padding: int):
+        super().__init__()
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.max_pool2d(x.unsqueeze(2), (1, self.kernel), (1, self.stride), (0, self.padding))
+        return y.squeeze(2)
+
+
 def _same_conv(cin: int, cout: int, k: int) -> nn.Conv1d:
     return nn.Conv1d(cin, cout, k, padding=k // 2, bias=False)
 
@@ -58,7 +73,7 @@ class InceptionModule(nn.Module):
         mid = bottleneck if cin > 1 else cin
         self.branches = nn.ModuleList(_same_conv(mid, filters, k) for k in kernels)
         self.pool_branch = nn.Sequential(
-            nn.MaxPool1d(3, stride=1, padding=1), nn.Conv1d(cin, filters, 1, bias=False)
+            MaxPool(3, stride=1, padding=1), nn.Conv1d(cin, filters, 1, bias=False)
         )
         self.out = nn.Sequential(nn.BatchNorm1d(filters * (len(kernels) + 1)), nn.ReLU())
 
@@ -128,7 +143,7 @@ class ResNet1d(nn.Module):
             nn.Conv1d(n_leads, width, 7, stride=2, padding=3, bias=False),
             nn.BatchNorm1d(width),
             nn.ReLU(),
-            nn.MaxPool1d(3, stride=2, padding=1),
+            MaxPool(3, stride=2, padding=1),
         )
         blocks, cin = [], width
         for i in range(depth):

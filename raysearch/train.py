@@ -214,10 +214,16 @@ def _window_starts(total: int, length: int, stride: int) -> list[int]:
     return starts if starts[-1] == total - length else starts + [total - length]
 
 
+def window_size(cfg: TrainConfig, sampling_rate: int) -> tuple[int, int]:
+    """Evaluation window length and stride in samples; length 0: the whole record is one window."""
+    length = int(cfg.crop_seconds * sampling_rate) if cfg.crop_seconds else 0
+    return length, int((cfg.eval_stride_seconds or cfg.crop_seconds or 10) * sampling_rate)
+
+
 def window_geometry(cfg: TrainConfig, sampling_rate: int, total: int) -> tuple[int, list[int]]:
     """Evaluation windows of a record of `total` samples: (window length, window starts)."""
-    length = int(cfg.crop_seconds * sampling_rate) if cfg.crop_seconds else total
-    stride = int((cfg.eval_stride_seconds or cfg.crop_seconds or 10) * sampling_rate)
+    length, stride = window_size(cfg, sampling_rate)
+    length = length or total
     return length, _window_starts(total, length, stride)
 
 

@@ -13,6 +13,8 @@ from raysearch.errors import UserError
 # The five diagnostic superclasses of the PTB-XL benchmark (Strodthoff et al. 2020).
 CLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+# The patient metadata, raw: years, 0 male / 1 female, cm, kg (PTB-XL's columns; NaN = missing)
+META_FIELDS = ("age", "sex", "height", "weight")
 # PhysioNet/CinC Challenge 2021 reduced-lead sets.
 LEAD_SUBSETS = {
     "12": LEADS,

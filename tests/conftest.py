@@ -62,6 +62,34 @@ def synthetic_ptbxl(tmp_path_factory) -> Path:
     return write_synthetic(tmp_path_factory.mktemp("synthetic"), records=500, seed=0)
 
 
+@pytest.fixture(scope="session")
+def trained_models(tmp_path_factory, real_ptbxl) -> dict[str, Path]:
+    """Tiny trained model folders on the real subset (write_run's layout, one epoch each), as the
+    search leaves them: a teacher, a 2-lead student of it (bf16, overlapping evaluation windows)
+    and a 3-lead baseline trained and evaluated on whole records (no windows)."""
+    from raysearch.checkpoint import load_checkpoint
+    from raysearch.data import load_ptbxl
+    from raysearch.train import TrainConfig, final_metrics, train_stage, write_run
+
+    data = load_ptbxl(real_ptbxl, progress=False)
+    root = tmp_path_factory.mktemp("models")
+    small = {"epochs": 1, "width": 8, "depth": 2, "embedding_size": 16, "n_boot": 20, "precision": "fp32"}
+    configs = {
+        "teacher": TrainConfig(stage="teacher", leads="12", **small),
+        "student-2": TrainConfig(
+            stage="student", leads="2", eval_stride_seconds=1.0, **{**small, "precision": "bf16"}
+        ),
+        "baseline-3": TrainConfig(stage="baseline", leads="3", crop_seconds=0, **small),
+    }
+    dirs = {}
+    for name, cfg in configs.items():
+        teacher = load_checkpoint(dirs["teacher"]) if cfg.stage == "student" else None
+        result = train_stage(cfg.resolved(), data, teacher=teacher, progress=False)
+        dirs[name] = root / name
+        write_run(dirs[name], result, *final_metrics(result, data))
+    return dirs
+
+
 def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """`python -m raysearch ARGS` in a subprocess (exit codes and stderr as a user sees them)."""
     return subprocess.run(

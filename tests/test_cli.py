@@ -83,12 +83,19 @@ def _actions(parser):
 def test_every_option_says_what_it_does_and_help_shows_defaults():
     from raysearch import cli
 
-    parsers = [cli.search_parser(), cli.data_parser(), cli.train_parser(), cli.report_parser()]
+    parsers = [
+        cli.search_parser(),
+        cli.data_parser(),
+        cli.train_parser(),
+        cli.report_parser(),
+        cli.export_parser(),
+        cli.predict_parser(),
+    ]
     seen = 0
     for parser in parsers:
         for prog, action in _actions(parser):
             seen += 1
             assert action.help and len(action.help) > 8, (prog, action.dest)
-    assert seen > 50
+    assert seen > 60
     text = run_cli("--help").stdout
     assert "(default: 16)" in text and "(default: ptb-xl)" in text and "--verbose" in text

@@ -1,8 +1,16 @@
 """The soft label encoding of age, sex, height and weight."""
 
 import numpy as np
+import torch
 
-from raysearch.metadata import AGE_CENTRES, HEIGHT_CENTRES, META_DIM, WEIGHT_CENTRES, encode_metadata
+from raysearch.metadata import (
+    AGE_CENTRES,
+    HEIGHT_CENTRES,
+    META_DIM,
+    WEIGHT_CENTRES,
+    encode_metadata,
+    encode_metadata_tensor,
+)
 
 NA = float("nan")
 A, S, H = len(AGE_CENTRES) + 1, 3, len(HEIGHT_CENTRES) + 1
@@ -44,3 +52,21 @@ def test_ages_over_89_are_the_90_plus_bin():
 def test_sex_one_hot():
     m = encode_metadata([50, 50], [0, 1], [NA, NA], [NA, NA])
     assert m[0, A : A + 3].tolist() == [1, 0, 0] and m[1, A : A + 3].tolist() == [0, 1, 0]
+
+
+def test_float32_tensors_encode_as_training_does():
+    """Exported models encode in float32 inside their graph; training encodes in float64."""
+    rng = np.random.default_rng(0)
+    raw = np.stack(
+        [
+            rng.uniform(-5, 320, 500),
+            rng.choice([0, 1, 2, NA], 500),
+            rng.uniform(0, 250, 500),
+            rng.uniform(0, 320, 500),
+        ],
+        axis=1,
+    )
+    raw[::3, 2] = NA
+    want = encode_metadata(*raw.T)
+    got = encode_metadata_tensor(torch.from_numpy(raw.astype(np.float32))).numpy()
+    assert got.shape == want.shape and np.abs(got - want).max() < 1e-5

@@ -2,8 +2,9 @@
 
 import pytest
 import torch
+from torch import nn
 
-from raysearch.models import ContrastiveNet, InceptionTime, ModelConfig, ResNet1d
+from raysearch.models import ContrastiveNet, InceptionTime, MaxPool, ModelConfig, ResNet1d
 
 
 @pytest.mark.parametrize(
@@ -32,3 +33,13 @@ def test_resnet_is_a_different_cnn():
 def test_config_round_trip():
     cfg = ModelConfig(arch="resnet1d", n_leads=3, kernels=(5, 3))
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("stride", [1, 2])
+def test_max_pool_is_max_pool_1d_that_exports_any_length(stride):
+    x = torch.randn(2, 3, 207)
+    assert torch.equal(MaxPool(3, stride, 1)(x), nn.MaxPool1d(3, stride, 1)(x))
+    length = torch.export.Dim("samples", min=16)
+    program = torch.export.export(MaxPool(3, stride, 1), (x,), dynamic_shapes=({2: length},))
+    y = torch.randn(2, 3, 1001)  # another length through the exported graph
+    assert torch.equal(program.module()(y), nn.MaxPool1d(3, stride, 1)(y))
