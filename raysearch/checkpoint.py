@@ -80,8 +80,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     try:
         meta = json.loads(config.read_text())
         state = torch.load(weights, map_location="cpu", weights_only=True)
-    except (json.JSONDecodeError, RuntimeError, EOFError, OSError) as e:
-        raise UserError(f"{run_dir}: unreadable checkpoint ({str(e).splitlines()[0]})") from None
+    except Exception as e:  # torch.load raises many types for what is not a checkpoint (empty: IndexError)
+        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(
+            f"{run_dir}: unreadable checkpoint ({first}); expected raysearch's model.pt"
+        ) from None
     if not isinstance(meta, dict) or "model_config" not in meta or not isinstance(state, dict):
         raise UserError(f"{config}: not a raysearch checkpoint config")
     return {

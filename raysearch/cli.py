@@ -165,7 +165,11 @@ def data_parser() -> argparse.ArgumentParser:
         choices=(100, 500),
         help="sampling rate(s) to fetch; default 100 (repeat for both)",
     )
-    p.add_argument("--base-url", help="mirror to fetch from instead of PhysioNet")
+    p.add_argument(
+        "--base-url",
+        help="mirror to fetch from instead of PhysioNet: https (http:// is accepted with a warning, "
+        "file:// for a local copy)",
+    )
     p.add_argument("--workers", type=int, default=8, help="files fetched at once")
     p = sub.add_parser(
         "synth", help="write a synthetic PTB-XL (same layout, real WFDB files)", formatter_class=_Formatter

@@ -86,6 +86,14 @@ class PTBXL:
             )
         return np.flatnonzero(np.isin(self.folds, SPLITS[name]))
 
+    def content_key(self) -> str:
+        """What identifies the data a search ran on wherever its folder is: the records, their
+        labels and folds, the sampling rate and the standardization (a --resume compares it)."""
+        h = hashlib.sha256(f"{self.sampling_rate}".encode())
+        for a in (self.ecg_id, self.labels, self.folds, self.mean, self.std):
+            h.update(np.ascontiguousarray(a).tobytes())
+        return h.hexdigest()
+
     def standardized(self, rows: np.ndarray, leads: tuple[int, ...] = tuple(range(12))) -> np.ndarray:
         """Batch `rows` of the chosen leads in mV, standardized: (len(rows), len(leads), T) float32."""
         rows = np.asarray(rows)
@@ -115,8 +123,8 @@ def read_tables(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
             raise UserError(f"{path}: missing; {root} is not a PTB-XL folder (expected {name})")
         try:
             table = pd.read_csv(path, index_col=index)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-            raise UserError(f"{path}: not a readable csv ({str(e).splitlines()[0]})") from None
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
+            raise UserError(f"{path}: not a readable csv ({_error_text(e)})") from None
         missing = [c for c in columns if c not in table.columns]
         if missing:
             raise UserError(f"{path}: missing column(s) {', '.join(missing)}; expected PTB-XL's columns")
@@ -131,11 +139,16 @@ def superclass_labels(db: pd.DataFrame, scp: pd.DataFrame) -> np.ndarray:
     for row, codes in enumerate(db["scp_codes"]):
         try:
             parsed = ast.literal_eval(codes) if isinstance(codes, str) else {}
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            parsed = None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool)
+            for k, v in parsed.items()
+        ):
             raise UserError(
-                f"ptbxl_database.csv: ecg_id {db['ecg_id'].iloc[row]}: scp_codes "
-                f"{codes!r} is not a dict literal"
-            ) from None
+                f"ptbxl_database.csv: ecg_id {db['ecg_id'].iloc[row]}: scp_codes {str(codes)[:80]!r}; "
+                f"expected a mapping of SCP codes to likelihoods, e.g. {{'NORM': 100.0}}"
+            )
         for code in parsed:
             cls = diagnostic.get(code)
             if cls in CLASSES:
@@ -193,6 +206,17 @@ def _read_one(root: str, name: str, fs: int):
         return f"{dat}: {size} bytes, expected {want} ({'truncated' if size < want else 'too long'})"
     if error is not None or record.d_signal is None or record.d_signal.shape != (n_samples, len(LEADS)):
         return f"{name}: unreadable ({error or 'unexpected signal shape'})"
+    if record.checksum is not None:  # WFDB headers carry each lead's sample sum mod 2^16
+        wrong = [
+            lead
+            for lead, want, got in zip(LEADS, record.checksum, record.calc_checksum(), strict=True)
+            if int(want) % 65536 != got
+        ]
+        if wrong:
+            return (
+                f"{dat}: samples of {', '.join(wrong)} do not match the checksums in {name}.hea "
+                f"(changed since written)"
+            )
     return record.d_signal, record.adc_gain, record.baseline
 
 
@@ -361,9 +385,16 @@ def _build_cache(
     has_class = labels.any(axis=1)
     rows = db[has_class].reset_index(drop=True)
     folds = pd.to_numeric(rows["strat_fold"], errors="coerce")
-    if folds.isna().any() or not folds.between(1, 10).all():
-        bad = rows["ecg_id"][folds.isna() | ~folds.between(1, 10)].tolist()[:5]
-        raise UserError(f"{root / 'ptbxl_database.csv'}: strat_fold must be 1..10 (ecg_id {bad})")
+    wrong = folds.isna() | ~folds.between(1, 10) | (folds % 1 != 0)
+    if wrong.any():
+        shown = ", ".join(
+            f"{e}: {v!r}"
+            for e, v in zip(rows["ecg_id"][wrong][:5], rows["strat_fold"][wrong][:5], strict=True)
+        )
+        raise UserError(
+            f"{root / 'ptbxl_database.csv'}: strat_fold of {int(wrong.sum())} record(s) not a whole "
+            f"number 1..10 (ecg_id {shown})"
+        )
     tmp = out.with_name(out.name + f".tmp{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

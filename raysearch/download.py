@@ -14,8 +14,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
+import re
+import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -25,6 +28,34 @@ from raysearch.errors import UserError
 PHYSIONET = "https://physionet.org/files/ptb-xl/{version}/"
 DEFAULT_VERSION = "1.0.3"
 CHUNK = 1 << 16
+DIGEST = re.compile(r"[0-9a-f]{64}")
+
+
+def _check_base(base: str, given: bool) -> None:
+    """https (PhysioNet's), or a mirror the user named: plain http with a warning, or file://."""
+    scheme = urllib.parse.urlparse(base).scheme
+    if scheme == "https" or (given and scheme == "file"):
+        return
+    if given and scheme == "http":
+        print(
+            f"raysearch: warning: {base} is plain http: unencrypted, so a network in between could "
+            f"change files and their checksums alike; use https where the mirror offers it",
+            file=sys.stderr,
+        )
+        return
+    raise UserError(
+        f"--base-url {base}: scheme {scheme or 'none'!r}; expected https:// (or http://, file://)"
+    )
+
+
+def _inside(dest: Path, rel: str, line: int) -> None:
+    """A file SHA256SUMS.txt names must land inside DEST: a relative path without '..'."""
+    target = (dest / rel).resolve()
+    if Path(rel).is_absolute() or ".." in Path(rel).parts or not target.is_relative_to(dest.resolve()):
+        raise UserError(
+            f"SHA256SUMS.txt line {line}: {rel!r} points outside {dest}; expected paths inside the "
+            f"release (nothing was downloaded)"
+        )
 
 
 def _sha256(path: Path) -> str:
@@ -99,6 +130,7 @@ def download(
     from tqdm import tqdm
 
     base = (base_url or PHYSIONET.format(version=version)).rstrip("/") + "/"
+    _check_base(base, given=base_url is not None)
     dest = Path(dest).expanduser()
     dest.mkdir(parents=True, exist_ok=True)
     sums_path = dest / "SHA256SUMS.txt"
@@ -111,11 +143,17 @@ def download(
             f"expected a PTB-XL release folder"
         ) from None
     wanted = {}
-    for line in sums_path.read_text().splitlines():
+    for number, line in enumerate(sums_path.read_text(errors="replace").splitlines(), start=1):
         parts = line.split(maxsplit=1)
         if len(parts) != 2:
             continue
-        digest, rel = parts[0], parts[1].strip().lstrip("*")
+        digest, rel = parts[0].lower(), parts[1].strip().lstrip("*")
+        if not DIGEST.fullmatch(digest):
+            raise UserError(
+                f"SHA256SUMS.txt line {number}: {parts[0][:70]!r} is not a SHA-256 digest; "
+                f"expected 64 hex digits and a path"
+            )
+        _inside(dest, rel, number)
         if rel in ("ptbxl_database.csv", "scp_statements.csv") or any(
             rel.startswith(f"records{r}/") for r in rates
         ):

@@ -13,13 +13,16 @@ every change and fetched back (`sync("down")`) by `--resume` or the report, from
 from __future__ import annotations
 
 import json
+import threading
+import time
 from pathlib import Path
 
 from raysearch.data import cache_dir
 from raysearch.errors import UserError
 
-# What --resume needs from a URI RUN_DIR: the progress record, the teachers, the chosen models.
-RESUME_FILES = ("progress.json", "teachers", "best")
+# What --resume needs from a URI RUN_DIR: the progress record, its wall time, the teachers, the
+# chosen models.
+RESUME_FILES = ("progress.json", "wall.json", "teachers", "best")
 
 
 class RunDir:
@@ -80,12 +83,9 @@ class RunDir:
         tmp.replace(self.progress_path)
         self.sync("up")
 
-    def add_wall(self, seconds: float) -> dict:
-        """Count one invocation's wall time: the search's cost is the sum over its invocations."""
-        wall = self.progress.setdefault("wall", {"seconds": 0.0, "invocations": 0})
-        wall["seconds"] += seconds
-        wall["invocations"] += 1
-        return wall
+    def wall_clock(self, every: float = 5.0) -> WallClock:
+        """The search's wall time over its invocations, kept in wall.json (see WallClock)."""
+        return WallClock(self.path / "wall.json", self.progress.get("wall"), every)
 
     # -- where it lives ------------------------------------------------------------------
 
@@ -133,3 +133,53 @@ class RunDir:
                 f"{self.uri}: {str(e).splitlines()[0]}; expected a filesystem path or a URI pyarrow "
                 f"can open (s3://, gs://, hdfs://, file://)"
             ) from None
+
+
+class WallClock:
+    """A search's wall time summed over its invocations, written to `path` when an invocation
+    starts, every `every` seconds while it runs (a thread) and when it ends: an invocation that
+    is killed still counts, to within `every` seconds.
+
+        with run_dir.wall_clock() as clock:   # invocations + 1
+            ...                               # clock.seconds, clock.this_invocation
+    """
+
+    def __init__(self, path: Path, older: dict | None = None, every: float = 5.0):
+        self.path, self.every = path, every
+        # runs written before wall.json kept their total in progress.json
+        recorded = json.loads(path.read_text()) if path.is_file() else (older or {})
+        self.before = float(recorded.get("seconds", 0.0))
+        self.invocations = int(recorded.get("invocations", 0)) + 1
+        self._t0 = time.perf_counter()
+        self._end: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="raysearch-wall-clock", daemon=True)
+
+    @property
+    def this_invocation(self) -> float:
+        return (self._end or time.perf_counter()) - self._t0
+
+    @property
+    def seconds(self) -> float:
+        return self.before + self.this_invocation
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"seconds": round(self.seconds, 3), "invocations": self.invocations}))
+        tmp.replace(self.path)
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.every):
+            self.write()
+
+    def __enter__(self) -> WallClock:
+        self.write()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._end = time.perf_counter()
+        self.write()

@@ -18,6 +18,7 @@ plan with `Tuner.restore` (finished trials and the Optuna study are kept) and sk
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import statistics
@@ -228,6 +229,35 @@ def choose_space(options: SearchOptions, recorded: str | None) -> tuple[Path, st
     )
 
 
+# What a search searched: a --resume that changes one of these would continue another search.
+# The rest (--max-concurrent, --cpus-per-trial, --address, ...) only change how it runs.
+WHAT_IT_SEARCHED = ("leads", "trials", "teacher_trials", "seed", "teacher", "no_baseline", "sampling_rate")
+
+
+def check_resume(run_dir: RunDir, options: SearchOptions, digests: dict) -> None:
+    """Refuse a --resume whose options, space contents or data differ from the run's, naming each."""
+    recorded = run_dir.progress.get("args") or {}
+    differences = [
+        f"--{k.replace('_', '-')} {getattr(options, k)} (the run's: {recorded[k]})"
+        for k in WHAT_IT_SEARCHED
+        if k in recorded and recorded[k] != getattr(options, k)
+    ]
+    if run_dir.progress.get("space_sha256") not in (None, digests["space_sha256"]):
+        differences.append(
+            f"the space file {options.space or run_dir.progress.get('space_file')} has changed"
+        )
+    if run_dir.progress.get("data_sha256") not in (None, digests["data_sha256"]):
+        differences.append(f"--data {options.data} holds other records, labels or folds than the run's")
+    if differences:
+        original = SearchOptions(
+            **{k: v for k, v in recorded.items() if k in SearchOptions.__dataclass_fields__}
+        )
+        raise UserError(
+            f"--resume of {run_dir.location} would change what it searched: {'; '.join(differences)}; "
+            f"continue it with `{resume_command(original, run_dir)}`, or start another --name"
+        )
+
+
 def resume_command(options: SearchOptions, run_dir: RunDir) -> str:
     """The exact command that continues this run: its options, --name, --storage and --resume."""
     import shlex
@@ -301,74 +331,88 @@ def run_search(options: SearchOptions) -> dict:
     data = open_dataset(options)  # before RUN_DIR is made: a missing dataset leaves nothing behind
     run_dir.path.mkdir(parents=True, exist_ok=True)
     data.test_sealed = True  # opened only for the chosen configurations (_arm_summary)
+    digests = {
+        "space_sha256": hashlib.sha256(Path(space["_path"]).read_bytes()).hexdigest(),
+        "data_sha256": data.content_key(),
+    }
+    if options.resume:
+        check_resume(run_dir, options, digests)
     run_dir.progress.update(
-        args={k: v for k, v in asdict(options).items() if k != "resume"}, space_file=space["_path"]
+        args={k: v for k, v in asdict(options).items() if k != "resume"}, space_file=space["_path"], **digests
     )
     run_dir.save_progress()
     stages = run_dir.progress["stages"]
     hint = f"run `{resume_command(options, run_dir)}` to continue"
     arms = ARMS[:1] if options.no_baseline else ARMS
     device = "auto" if options.gpus_per_trial > 0 else "cpu"
-    t0, started = time.perf_counter(), time.time()
-    try:
-        with ray_session(options, run_dir) as session:
-            session.put_data(data)
-            sizes = embedding_sizes(space, leads)
-            teacher_size = teacher_blob["model_config"]["embedding_size"] if teacher_blob else None
-            plans = [
-                arm_plan(space, lead, arm, options, session, teacher_size) for lead in leads for arm in arms
-            ]
-            said = _describe(options, leads, arms, plans, space, space_note, data, sizes, session, run_dir)
-            print(said, flush=True)
-            stage_of = {p.name: Stage(p.name, p.num_samples, p.epochs, p.mean_epochs) for p in plans}
-            measured = dict(run_dir.progress.get("seconds_per_epoch", {}))
-            if teacher_blob is not None:
-                teachers = {teacher_size: teacher_blob}
-                stages["teacher"] = {
-                    str(teacher_size): {
-                        "given": options.teacher,
-                        "config": _plain(teacher_blob["config"], ("lr", "arch", "width", "depth", "epochs")),
+    started = time.time()
+    # every invocation's time, a killed one's too (written as it goes): the search's cost is their sum
+    with run_dir.wall_clock() as clock:
+        try:
+            with ray_session(options, run_dir) as session:
+                session.put_data(data)
+                sizes = embedding_sizes(space, leads)
+                teacher_size = teacher_blob["model_config"]["embedding_size"] if teacher_blob else None
+                plans = [
+                    arm_plan(space, lead, arm, options, session, teacher_size)
+                    for lead in leads
+                    for arm in arms
+                ]
+                said = _describe(
+                    options, leads, arms, plans, space, space_note, data, sizes, session, run_dir
+                )
+                print(said, flush=True)
+                stage_of = {p.name: Stage(p.name, p.num_samples, p.epochs, p.mean_epochs) for p in plans}
+                measured = dict(run_dir.progress.get("seconds_per_epoch", {}))
+                if teacher_blob is not None:
+                    teachers = {teacher_size: teacher_blob}
+                    stages["teacher"] = {
+                        str(teacher_size): {
+                            "given": options.teacher,
+                            "config": _plain(
+                                teacher_blob["config"], ("lr", "arch", "width", "depth", "epochs")
+                            ),
+                        }
                     }
-                }
-            elif stages.get("teacher_done"):
-                teachers = {int(s): load_checkpoint(run_dir.path / "teachers" / s) for s in stages["teacher"]}
-            else:
-                plan = teacher_plan(space, sizes, options, session)
-                progress = ConsoleProgress(
-                    [Stage("teacher", plan.expected, plan.epochs, plan.epochs)],
-                    session.max_concurrent,
-                    later=[stage_of[p.name] for p in plans],
-                    measured=measured,
-                    started=started,
-                )
-                results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
-                teachers = _choose_teachers(results, plan, sizes, run_dir)
-                measured.update(_seconds_per_epoch(plan.name, results))
-                stages["teacher_done"] = True
-                run_dir.progress["seconds_per_epoch"] = measured
-                run_dir.save_progress()
-            session.put_teachers(teachers)
-            stats_before = object_store_stats()
-            for i, plan in enumerate(plans):
-                if plan.name in stages:
-                    continue
-                progress = ConsoleProgress(
-                    [stage_of[plan.name]],
-                    session.max_concurrent,
-                    later=[stage_of[p.name] for p in plans[i + 1 :] if p.name not in stages],
-                    measured=measured,
-                    started=started,
-                )
-                results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
-                measured.update(_seconds_per_epoch(plan.name, results))
-                stages[plan.name] = _arm_summary(plan, results, data, run_dir, device)
-                run_dir.progress["seconds_per_epoch"] = measured
-                run_dir.save_progress()
-            stats_after = object_store_stats()
-    finally:
-        # every invocation's time, an interrupted one's too: the search's cost is their sum
-        run_dir.add_wall(time.perf_counter() - t0)
-        run_dir.save_progress()
+                elif stages.get("teacher_done"):
+                    teachers = {
+                        int(s): load_checkpoint(run_dir.path / "teachers" / s) for s in stages["teacher"]
+                    }
+                else:
+                    plan = teacher_plan(space, sizes, options, session)
+                    progress = ConsoleProgress(
+                        [Stage("teacher", plan.expected, plan.epochs, plan.epochs)],
+                        session.max_concurrent,
+                        later=[stage_of[p.name] for p in plans],
+                        measured=measured,
+                        started=started,
+                    )
+                    results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
+                    teachers = _choose_teachers(results, plan, sizes, run_dir)
+                    measured.update(_seconds_per_epoch(plan.name, results))
+                    stages["teacher_done"] = True
+                    run_dir.progress["seconds_per_epoch"] = measured
+                    run_dir.save_progress()
+                session.put_teachers(teachers)
+                stats_before = object_store_stats()
+                for i, plan in enumerate(plans):
+                    if plan.name in stages:
+                        continue
+                    progress = ConsoleProgress(
+                        [stage_of[plan.name]],
+                        session.max_concurrent,
+                        later=[stage_of[p.name] for p in plans[i + 1 :] if p.name not in stages],
+                        measured=measured,
+                        started=started,
+                    )
+                    results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
+                    measured.update(_seconds_per_epoch(plan.name, results))
+                    stages[plan.name] = _arm_summary(plan, results, data, run_dir, device)
+                    run_dir.progress["seconds_per_epoch"] = measured
+                    run_dir.save_progress()
+                stats_after = object_store_stats()
+        finally:
+            run_dir.save_progress()
     summary = {
         "name": options.name,
         "run_dir": run_dir.location,
@@ -382,9 +426,9 @@ def run_search(options: SearchOptions) -> dict:
         "teachers": dict(stages.get("teacher", {})),
         "leads": {lead: {arm: stages[arm_name(arm, lead)] for arm in arms} for lead in leads},
         "object_store": {"after_teachers": stats_before, "after_students": stats_after},
-        "wall_seconds_this_invocation": time.perf_counter() - t0,
-        "wall_seconds": run_dir.progress["wall"]["seconds"],
-        "invocations": run_dir.progress["wall"]["invocations"],
+        "wall_seconds_this_invocation": clock.this_invocation,
+        "wall_seconds": clock.seconds,
+        "invocations": clock.invocations,
     }
     (run_dir.path / "summary.json").write_text(json.dumps(summary, indent=1))
     (run_dir.path / "summary.md").write_text(summary_markdown(summary))

@@ -47,6 +47,11 @@ def test_what_is_not_ours_is_a_one_line_error(tmp_path):
     (tmp_path / "run" / "config.json").write_text("{not json")
     with pytest.raises(UserError, match="unreadable checkpoint"):
         load_checkpoint(tmp_path / "run")
+    save_checkpoint(tmp_path / "run", export_net(net, cfg))
+    for content in (b"", b"not a checkpoint" * 8, b"PK\x03\x04" + bytes(60)):  # empty, text, broken zip
+        (tmp_path / "run" / "model.pt").write_bytes(content)
+        with pytest.raises(UserError, match="unreadable checkpoint .*; expected raysearch's model.pt"):
+            load_checkpoint(tmp_path / "run")
 
 
 def test_check_teacher():

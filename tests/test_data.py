@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import wfdb
 
 from raysearch import UserError
 from raysearch import data as data_mod
@@ -111,7 +112,10 @@ def test_cache_is_reused_and_never_stale(real_ptbxl, tmp_path, monkeypatch):
 
     stem = root / "records100" / "00000" / f"{int(first.ecg_id[0]):05d}_lr"
     raw = np.fromfile(stem.with_suffix(".dat"), dtype="<i2")
-    (raw + 7).astype("<i2").tofile(stem.with_suffix(".dat"))  # same size, new content
+    record = wfdb.rdrecord(str(stem), physical=False)
+    record.d_signal = record.d_signal + 7  # same size, new content, its header rewritten to match
+    record.checksum, record.init_value = record.calc_checksum(), record.d_signal[0].tolist()
+    record.wrsamp(write_dir=str(stem.parent))
     changed = load_ptbxl(root, progress=False)
     assert np.array_equal(changed.signals[0], (raw + 7).reshape(1000, 12).T)
 
@@ -151,10 +155,31 @@ def test_missing_csv_and_column(real_ptbxl, tmp_path):
     _expect_error(real_ptbxl, "records500: missing", sampling_rate=500)
 
 
+def test_csv_values_checked_where_they_enter(real_ptbxl, tmp_path):
+    import pandas as pd
+
+    for column, value, message in (
+        ("scp_codes", "['NORM', 'SR']", "scp_codes \"['NORM', 'SR']\"; expected a mapping of SCP codes"),
+        ("scp_codes", "{'NORM': 'high'}", "expected a mapping of SCP codes to likelihoods"),
+        ("scp_codes", "{'NORM': 100.0", "expected a mapping of SCP codes"),
+        ("strat_fold", 3.5, "strat_fold of 1 record(s) not a whole number 1..10"),
+        ("strat_fold", 11, "not a whole number 1..10"),
+    ):
+        root = _copy(real_ptbxl, tmp_path / f"{column}{len(list(tmp_path.iterdir()))}")
+        db = pd.read_csv(root / "ptbxl_database.csv")
+        db[column] = db[column].astype(object)
+        db.loc[0, column] = value
+        db.to_csv(root / "ptbxl_database.csv", index=False)
+        _expect_error(root, "ptbxl_database.csv", message)
+    root = _copy(real_ptbxl, tmp_path / "dir")
+    (root / "scp_statements.csv").write_bytes(bytes(range(256)) * 8)  # binary, not text
+    _expect_error(root, "scp_statements.csv: not a readable csv")
+
+
 def test_bad_records_listed_at_once_and_skippable(real_ptbxl, tmp_path):
     root = _copy(real_ptbxl, tmp_path / "bad")
     ok = load_ptbxl(real_ptbxl, progress=False)
-    ids = [int(i) for i in ok.ecg_id[:4]]
+    ids = [int(i) for i in ok.ecg_id[:5]]
     stems = [root / "records100" / "00000" / f"{i:05d}_lr" for i in ids]
     stems[0].with_suffix(".dat").unlink()  # missing record file
     dat = stems[1].with_suffix(".dat")
@@ -163,16 +188,22 @@ def test_bad_records_listed_at_once_and_skippable(real_ptbxl, tmp_path):
     hea.write_text(hea.read_text().replace(" 12 100 1000", " 12 100 999", 1))  # length disagrees
     hea = stems[3].with_suffix(".hea")
     hea.write_text(hea.read_text().replace(" 12 100 1000", " 12 250 1000", 1))  # rate disagrees
+    dat = stems[4].with_suffix(".dat")
+    body = bytearray(dat.read_bytes())
+    body[100:110] = bytes(10)  # same size, other samples: only the header's checksums tell
+    dat.write_bytes(bytes(body))
     msg = _expect_error(
         root,
-        "4 bad record(s)",
+        "5 bad record(s)",
         "--skip-bad-records",
         f"{ids[0]:05d}_lr.dat: missing",
         f"{ids[1]:05d}_lr.dat: 5000 bytes, expected 24000 (truncated)",
         "999 samples at 100 Hz, expected 1000 at 100 Hz",
         "1000 samples at 250 Hz",
+        f"{ids[4]:05d}_lr.dat: samples of",
+        f"do not match the checksums in records100/00000/{ids[4]:05d}_lr.hea",
     )
-    assert msg.count("\n") == 4  # the summary line, then one line per bad record
+    assert msg.count("\n") == 5  # the summary line, then one line per bad record
     ds = load_ptbxl(root, progress=False, skip_bad_records=True)
-    assert len(ds) == len(ok) - 4 and len(ds.skipped) == 4
+    assert len(ds) == len(ok) - 5 and len(ds.skipped) == 5
     assert not set(ids) & set(ds.ecg_id.tolist())

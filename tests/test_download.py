@@ -124,3 +124,26 @@ def test_persistently_corrupt_file_is_reported_not_kept(mirror, tmp_path):
 def test_a_folder_that_is_not_ptbxl(tmp_path):
     with pytest.raises(UserError, match="SHA256SUMS.txt: cannot fetch"):
         download(tmp_path / "dl", base_url="http://127.0.0.1:9/", progress=False, timeout=2)
+
+
+def test_paths_the_release_names_stay_inside_dest(mirror, tmp_path):
+    server, url = mirror
+    sums = server.root / "SHA256SUMS.txt"
+    good = sums.read_text()
+    for line, message in (
+        (f"{'0' * 64} records100/../../escaped.dat", "points outside"),
+        (f"{'0' * 64} /etc/escaped.dat", "points outside"),
+        ("xyz records100/00000/00001_lr.dat", "is not a SHA-256 digest"),
+    ):
+        sums.write_text(good + line + "\n")
+        with pytest.raises(UserError, match=message):
+            download(tmp_path / "dl" / "dest", base_url=url, progress=False)
+        assert not (tmp_path / "escaped.dat").exists() and not (tmp_path / "dl" / "escaped.dat").exists()
+        assert not (tmp_path / "dl" / "dest" / "records100").exists()  # refused before any fetch
+
+
+def test_plain_http_is_named_and_other_schemes_refused(mirror, tmp_path, capsys):
+    with pytest.raises(UserError, match="scheme 'ftp'; expected https://"):
+        download(tmp_path / "dl", base_url="ftp://mirror.example/ptb-xl/", progress=False)
+    download(tmp_path / "dl", base_url=mirror[1], progress=False)
+    assert "is plain http: unencrypted" in capsys.readouterr().err

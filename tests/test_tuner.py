@@ -199,11 +199,31 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
     kill_matching(env["RAY_TMPDIR"])
     finished_before = {d.name: (d / "result.json").read_text() for d in finished_trials(run_dir, "student-4")}
     assert not (run_dir / "summary.json").exists()
+    killed = json.loads((run_dir / "wall.json").read_text())  # written as the run went
+    assert killed["invocations"] == 1 and killed["seconds"] > 0
+
+    # a --resume that would search something else is refused before Ray starts, naming it
+    for extra, message in (
+        (("--trials", "5"), "--trials 5 (the run's: 4)"),
+        (("--seed", "3"), "--seed 3 (the run's: 0)"),
+    ):
+        refused = start_search(env, space, storage, synthetic_ptbxl, *args, *extra, "--resume")  # last wins
+        out, _ = refused.communicate(timeout=300)
+        assert refused.returncode == 2 and message in out and "would change what it searched" in out, out
+        assert "Traceback" not in out and "--resume" in out.splitlines()[-1]
+    original = space.read_text()
+    space.write_text(original.replace("lr: 5.0e-3", "lr: 4.0e-3"))
+    refused = start_search(env, space, storage, synthetic_ptbxl, *args, "--resume")
+    out, _ = refused.communicate(timeout=300)
+    assert refused.returncode == 2 and "has changed" in out and str(space) in out, out
+    space.write_text(original)
 
     finish(start_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
     summary = json.loads((run_dir / "summary.json").read_text())
     r = summary["leads"]["4"]["student"]
     assert r["trials"] == 4 and r["errored"] == 0
+    assert summary["invocations"] == 2  # the killed invocation counted (refused ones never started)
+    assert summary["wall_seconds"] >= killed["seconds"] + summary["wall_seconds_this_invocation"] - 1e-3
     # (a trial created just before the kill but not yet in Tune's snapshot leaves an empty folder;
     # the restored searcher suggests a new trial in its place)
     after = {
@@ -261,3 +281,17 @@ def test_uri_storage_and_resume_from_it(ray_env, synthetic_ptbxl, tmp_path):
     shutil.rmtree(tmp_path / "staging")  # a new machine: only the URI is left
     out = finish(start_search(env, space, uri, synthetic_ptbxl, *args, "--resume"))
     assert json.loads((remote / "summary.json").read_text())["leads"] == summary["leads"]
+
+
+def test_the_same_seed_chooses_the_same_configurations(ray_env, synthetic_ptbxl):
+    """Every stage's sampling is seeded by --seed: one trial at a time, two searches agree."""
+    env, space, storage = ray_env
+    args = ("--leads", "4", "--trials", "3", "--no-baseline", "--max-concurrent", "1", "--seed", "7")
+    chosen = []
+    for name in ("first", "second"):
+        finish(start_search(env, space, storage, synthetic_ptbxl, *args, name=name))
+        summary = json.loads((storage / name / "summary.json").read_text())
+        student = summary["leads"]["4"]["student"]
+        teachers = {size: t["config"] for size, t in summary["teachers"].items()}
+        chosen.append((teachers, student["best_config"], student["val_macro_auc"]))
+    assert chosen[0] == chosen[1]
