@@ -152,8 +152,85 @@ def markdown(report: dict) -> str:
             lines.append(
                 f"| {row['leads']} | {label} | " + " | ".join(f"{per[c]:.4f}" for c in CLASSES) + " |"
             )
+    lines += mattered_markdown(report.get("what_mattered") or {})
     lines += ["", "## Reading", ""] + [f"- {s}" for s in reading(report)] + [""]
     return "\n".join(lines)
+
+
+def mattered_markdown(mattered: dict) -> list[str]:
+    """The "What mattered" section: per arm, importances side by side, best AUC per similarity."""
+    if not mattered:
+        return []
+    lines = [
+        "",
+        "## What mattered (the search's Optuna studies, RUN_DIR/optuna.db)",
+        "",
+        "Importance of each searched parameter for validation macro-AUC over the trials that ran the "
+        "full budget, by fANOVA and by PED-ANOVA (top 10% of trials against all); each column sums "
+        "to 1. One search seed: a ranking, not a measured effect. Plots: report-mattered.png.",
+    ]
+    for arm, m in mattered.items():
+        t = m["trials"]
+        lines += [
+            "",
+            f"**{arm}**: {m['finished']} finished, {t['pruned']} stopped early by ASHA, {t['fail']} failed.",
+        ]
+        if m["importance"] is None:
+            lines.append(f"Too few finished trials to rank parameters ({m['finished']} < {m['min_trials']}).")
+        else:
+            fanova, ped = m["importance"]["fanova"], m["importance"]["ped_anova"]
+            lines += ["", "| parameter | fANOVA | PED-ANOVA |", "|---|---|---|"]
+            lines += [f"| {k} | {fanova[k]:.2f} | {ped.get(k, 0.0):.2f} |" for k in fanova]
+        if m["best_val_macro_auc_per_sim"]:
+            best = m["best_val_macro_auc_per_sim"]
+            lines.append("")
+            lines.append(
+                "Best val macro-AUC per similarity: " + ", ".join(f"{k} {v:.4f}" for k, v in best.items())
+            )
+    return lines
+
+
+def plot_mattered(mattered: dict, path: Path) -> bool:
+    """Validation macro-AUC of every finished trial against alpha (one colour per similarity) and
+    against learning rate, one row of panels per arm; False (nothing written) without trials."""
+    arms = {arm: m["points"] for arm, m in mattered.items() if m["points"]}
+    if not arms:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(arms), 2, figsize=(10, 3.2 * len(arms)), squeeze=False)
+    colors = {"l1": "tab:blue", "l2": "tab:orange", "cosine": "tab:green", None: "tab:gray"}
+    for (arm, points), (ax_alpha, ax_lr) in zip(arms.items(), axes, strict=True):
+        for sim, color in colors.items():
+            mine = [p for p in points if p.get("sim") == sim]
+            if not mine:
+                continue
+            label = sim or "no similarity (baseline)"
+            if sim is not None and all("alpha" in p for p in mine):
+                ax_alpha.scatter(
+                    [p["alpha"] for p in mine], [p["val_macro_auc"] for p in mine], c=color, label=label
+                )
+            if all("lr" in p for p in mine):
+                ax_lr.scatter(
+                    [p["lr"] for p in mine], [p["val_macro_auc"] for p in mine], c=color, label=label
+                )
+        for ax, name in ((ax_alpha, "alpha"), (ax_lr, "learning rate")):
+            ax.set_xscale("log")
+            ax.set_xlabel(name)
+            ax.set_ylabel("val macro-AUC")
+            ax.set_title(f"{arm}: val macro-AUC vs {name}", fontsize=10)
+            ax.grid(alpha=0.3)
+            if ax.has_data():
+                ax.legend(fontsize=8)
+            else:
+                ax.text(0.5, 0.5, f"{name} not searched", ha="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
 
 
 def reading(report: dict) -> list[str]:

@@ -20,9 +20,9 @@ from pathlib import Path
 from raysearch.data import cache_dir
 from raysearch.errors import UserError
 
-# What --resume needs from a URI RUN_DIR: the progress record, its wall time, the teachers, the
-# chosen models.
-RESUME_FILES = ("progress.json", "wall.json", "teachers", "best")
+# What --resume needs from a URI RUN_DIR: the progress record, its wall time, the Optuna studies,
+# the teachers, the chosen models.
+RESUME_FILES = ("progress.json", "wall.json", "optuna.db", "teachers", "best")
 
 
 class RunDir:

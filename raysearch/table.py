@@ -33,9 +33,10 @@ import numpy as np
 
 from raysearch.checkpoint import load_checkpoint
 from raysearch.errors import UserError
+from raysearch.importance import what_mattered
 from raysearch.metrics import bootstrap_ci, macro_auc, paired_bootstrap, per_class_auc, seed_welch
 from raysearch.plan import Plan, evaluate_trial, run_plan
-from raysearch.render import markdown, plot, write_csv
+from raysearch.render import markdown, plot, plot_mattered, write_csv
 from raysearch.rundir import RunDir
 from raysearch.session import ClusterOptions, ray_session
 from raysearch.sources import DataOptions, open_dataset
@@ -297,6 +298,7 @@ def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, 
     else:
         runs = single_seed(frozen, data, out, run_dir.path)
     report = build_report(runs, frozen, options.n_boot)
+    report["what_mattered"] = what_mattered(run_dir.path / "optuna.db", frozen["search_seed"])
     for row in report["rows"]:  # name the runs where they live (a URI RUN_DIR's, not the staging)
         for fig in row["arms"].values():
             fig["runs"] = [run_dir.located(Path(r)) for r in fig["runs"]]
@@ -336,7 +338,7 @@ def run_report(options: ReportOptions) -> dict:
         raise UserError(f"--seeds {options.seeds}: expected at least 1")
     t0 = time.perf_counter()
     run_dir = RunDir.at(options.run_dir)
-    run_dir.sync("down", ("summary.json", "progress.json", "teachers", "best", "report"))
+    run_dir.sync("down", ("summary.json", "progress.json", "optuna.db", "teachers", "best", "report"))
     frozen = freeze(run_dir.path, run_dir.location)
     digest = write_frozen(run_dir.path / "report", frozen)  # before any training or test read
     run_dir.sync("up")  # configs.json at RUN_DIR before anything reads the test fold
@@ -345,6 +347,7 @@ def run_report(options: ReportOptions) -> dict:
         (run_dir.path / "report.json").write_text(json.dumps(report, indent=1))
         write_csv(report, run_dir.path / "report.csv")
         plot(report, run_dir.path / "report.png")
+        plot_mattered(report["what_mattered"], run_dir.path / "report-mattered.png")
         (run_dir.path / "report.md").write_text(markdown(report))
     finally:
         run_dir.sync("up")  # what was made, the runs evaluated so far too when some failed

@@ -2,17 +2,21 @@
 
 Each names the private Ray/Optuna API it leans on; nowhere else in raysearch uses one.
 
-    AshaAwareOptunaSearch  OptunaSearch that tells Optuna an ASHA-stopped trial was PRUNED
-                           (private: OptunaSearch._ot_study, _ot_trials, _completed_trials)
+    AshaAwareOptunaSearch  OptunaSearch that tells Optuna an ASHA-stopped trial was PRUNED and
+                           keeps finished trials in a study on disk (private: OptunaSearch.
+                           _ot_study, _ot_trials, _completed_trials, _study_name)
     FixedSearcher          a Tune Searcher over a fixed list of configurations (public API only)
     HParamsLogger          Tune's TensorBoard logger with the HParams raysearch compares trials by
                            (private: TBXLoggerCallback._try_log_hparams, _trial_writer)
     trial_statuses         every trial's status in a ResultGrid, PENDING/RUNNING ones included
                            (private: ResultGrid._experiment_analysis; no public equivalent)
+    hparams_experiment     RUN_DIR's one TensorBoard HParams experiment, covering every arm
     object_store_stats     Ray's object-store accounting (private: ray._private.internal_api)
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from optuna.trial import TrialState
 from ray.tune.logger import TBXLoggerCallback
@@ -23,29 +27,59 @@ from raysearch.vocabulary import HPARAMS
 
 
 class AshaAwareOptunaSearch(OptunaSearch):
-    """OptunaSearch that tells Optuna an ASHA-stopped trial was PRUNED, not COMPLETE.
+    """OptunaSearch that tells Optuna an ASHA-stopped trial was PRUNED, not COMPLETE, and keeps
+    every finished trial in a study on disk.
 
     Tune reports a trial stopped early by ASHA as complete with its truncated metric, which TPE
     would take as a finished trial's score; PRUNED lets TPE treat it as the partial result it is.
     `max_t` is the number of epochs a full trial runs.
+
+    `record_to` (an Optuna storage URL, e.g. sqlite:///RUN_DIR/optuna.db) receives a copy of each
+    finished trial in the study `study_name`: its parameters, per-epoch values and state
+    (COMPLETE, PRUNED, FAIL), with the Tune trial id as user attribute `tune_trial_id`. The
+    sampler's own study stays in memory and travels in Tune's searcher checkpoint; the copy is
+    written only when a trial ends and never twice for one Tune trial, so a driver killed and
+    resumed leaves no orphan RUNNING trial and no duplicate on disk.
     """
 
-    def __init__(self, max_t: int, **kwargs):
-        super().__init__(**kwargs)
+    def __init__(self, max_t: int, record_to: str | None = None, study_name: str = "optuna", **kwargs):
+        super().__init__(study_name=study_name, **kwargs)
         self.max_t = max_t
+        self.record_to = record_to
 
     def on_trial_complete(self, trial_id, result=None, error=False):
+        if trial_id in self._completed_trials:
+            return super().on_trial_complete(trial_id, result=result, error=error)  # Tune's warning
         stopped_early = (
-            result is not None
-            and not error
-            and trial_id not in self._completed_trials
-            and result.get("training_iteration", self.max_t) < self.max_t
+            result is not None and not error and result.get("training_iteration", self.max_t) < self.max_t
         )
         if stopped_early:
             self._ot_study.tell(self._ot_trials[trial_id], None, state=TrialState.PRUNED)
             self._completed_trials.add(trial_id)
-            return
-        super().on_trial_complete(trial_id, result=result, error=error)
+        else:
+            super().on_trial_complete(trial_id, result=result, error=error)
+        if self.record_to and trial_id in self._ot_trials:
+            self._record(trial_id)
+
+    def _record(self, trial_id: str) -> None:
+        import optuna
+
+        done = self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
+        study = optuna.create_study(
+            storage=self.record_to, study_name=self._study_name, direction="maximize", load_if_exists=True
+        )
+        if any(t.user_attrs.get("tune_trial_id") == trial_id for t in study.get_trials(deepcopy=False)):
+            return  # recorded before the driver was stopped; Tune ran it again
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=done.state,
+                value=done.value if done.state == TrialState.COMPLETE else None,
+                params=done.params,
+                distributions=done.distributions,
+                intermediate_values=done.intermediate_values,
+                user_attrs={"tune_trial_id": trial_id},
+            )
+        )
 
     @property
     def study(self):
@@ -87,24 +121,53 @@ class FixedSearcher(Searcher):
 
 
 def _plain(value):
-    """A value TensorBoard's HParams accept: Python scalars (not numpy), None as a string."""
-    value = value.item() if hasattr(value, "item") else value
-    return str(value) if value is None else value
+    """A value TensorBoard's HParams accept: Python scalars, not numpy ones."""
+    return value.item() if hasattr(value, "item") else value
 
 
 class HParamsLogger(TBXLoggerCallback):
     """Tune's TensorBoard logger, with the HParams we compare trials by (constants included).
 
     Tune's own logger writes only the *sampled* parameters, so leads and pseudo would be missing,
-    and it drops numpy types: here every value is turned into a plain Python type first.
+    and it drops numpy types: here every value is turned into a plain Python type first. Each
+    trial writes its session (its values) but no experiment: TensorBoard shows the first
+    experiment it finds, so the one RUN_DIR holds (hparams_experiment) must be the only one.
+    A value a stage does not have (the teacher's pseudo, a baseline's alpha) is left out.
     """
 
     def _try_log_hparams(self, trial, result):
         from tensorboardX.summary import hparams
 
-        params = {k: _plain(trial.config[k]) for k in HPARAMS if k in trial.config}
-        for summary in hparams(hparam_dict=params, metric_dict=result):
+        params = {k: _plain(trial.config[k]) for k in HPARAMS if trial.config.get(k) is not None}
+        _, session_start, session_end = hparams(hparam_dict=params, metric_dict=result)
+        for summary in (session_start, session_end):
             self._trial_writer[trial].file_writer.add_summary(summary)
+
+
+# One value of each HParam's type: the experiment below lists every arm's parameters by them.
+HPARAM_TYPES = {
+    "alpha": 1.0,
+    "sim": "l1",
+    "embedding_size": 128,
+    "lr": 1e-3,
+    "leads": "4",
+    "pseudo": True,
+    "stage": "student",
+}
+
+
+def hparams_experiment(logdir: str, metrics: tuple[str, ...]) -> None:
+    """Write RUN_DIR's one HParams experiment (once): every parameter any arm has, whatever the
+    trial TensorBoard happens to read first, and `metrics` as Tune logs them (ray/tune/...)."""
+    from tensorboardX import FileWriter
+    from tensorboardX.summary import hparams
+
+    if any(Path(logdir).glob("events.out.tfevents.*")):
+        return  # a resumed search: written by its first invocation
+    experiment, _, _ = hparams(hparam_dict=HPARAM_TYPES, metric_dict={f"ray/tune/{m}": 0.0 for m in metrics})
+    writer = FileWriter(logdir)
+    writer.add_summary(experiment)
+    writer.close()
 
 
 def trial_statuses(grid) -> list[str]:

@@ -42,6 +42,7 @@ from raysearch.vocabulary import ARMS, CLASSES, HPARAMS, METRIC, MODE, PSEUDO, a
 PAPER_SPACE = "search_spaces/default.yaml"  # the paper's budget: meant for GPUs
 CPU_SPACE = "search_spaces/cpu.yaml"  # a budget a 2-core machine finishes in about half an hour
 SEARCHED = ("alpha", "sim", "embedding_size", "lr", "weight_decay")  # what a summary shows per arm
+STUDIES = "optuna.db"  # RUN_DIR/optuna.db: every arm's Optuna study (optuna-dashboard reads it)
 
 
 @dataclass
@@ -98,10 +99,17 @@ def teacher_plan(space: dict, sizes: list[int], options: SearchOptions, session:
 
 
 def arm_plan(
-    space: dict, leads: str, arm: str, options: SearchOptions, session: Session, teacher_size: int | None
+    space: dict,
+    leads: str,
+    arm: str,
+    options: SearchOptions,
+    session: Session,
+    teacher_size: int | None,
+    studies: str | None = None,
 ) -> Plan:
     """One arm (student or baseline) of one lead subset: Optuna (TPE, seeded) + ASHA over `trials`.
-    `teacher_size`: the embedding size of a given --teacher, the only one students may then use."""
+    `teacher_size`: the embedding size of a given --teacher, the only one students may then use.
+    `studies`: an Optuna storage URL where the arm's study is kept, named like the plan."""
     from ray.tune.schedulers import ASHAScheduler
 
     from raysearch.tune_ext import AshaAwareOptunaSearch
@@ -123,7 +131,13 @@ def arm_plan(
     for sampled in dists:
         param_space.pop(sampled, None)
     searcher = AshaAwareOptunaSearch(
-        epochs, space=to_optuna(dists), metric=METRIC, mode=MODE, seed=options.seed + int(leads)
+        epochs,
+        record_to=studies,
+        study_name=arm_name(arm, leads),
+        space=to_optuna(dists),
+        metric=METRIC,
+        mode=MODE,
+        seed=options.seed + int(leads),
     )
     scheduler = ASHAScheduler(
         metric=METRIC,
@@ -319,7 +333,7 @@ def _describe(options, leads, arms, plans, space, space_note, data, sizes, sessi
 
 def run_search(options: SearchOptions) -> dict:
     """Run (or resume) a search; write and return its summary (summary.json's contents)."""
-    from raysearch.tune_ext import object_store_stats
+    from raysearch.tune_ext import hparams_experiment, object_store_stats
 
     leads = parse_lead_list(options.leads)
     run_dir = _open_run(options, leads)
@@ -341,6 +355,9 @@ def run_search(options: SearchOptions) -> dict:
         args={k: v for k, v in asdict(options).items() if k != "resume"}, space_file=space["_path"], **digests
     )
     run_dir.save_progress()
+    hparams_experiment(
+        str(run_dir.path), (METRIC, "train_loss", "sim_loss", *(f"val_auc_{c}" for c in CLASSES))
+    )
     stages = run_dir.progress["stages"]
     hint = f"run `{resume_command(options, run_dir)}` to continue"
     arms = ARMS[:1] if options.no_baseline else ARMS
@@ -353,8 +370,9 @@ def run_search(options: SearchOptions) -> dict:
                 session.put_data(data)
                 sizes = embedding_sizes(space, leads)
                 teacher_size = teacher_blob["model_config"]["embedding_size"] if teacher_blob else None
+                studies = f"sqlite:///{run_dir.path / STUDIES}"
                 plans = [
-                    arm_plan(space, lead, arm, options, session, teacher_size)
+                    arm_plan(space, lead, arm, options, session, teacher_size, studies)
                     for lead in leads
                     for arm in arms
                 ]

@@ -21,6 +21,7 @@ LAYERS = [
     "sources",
     "models",
     "metrics",
+    "importance",
     "checkpoint",
     "train",
     "inference",

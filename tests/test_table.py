@@ -89,6 +89,11 @@ def test_single_seed_report_on_real_subset(monkeypatch, real_run):
     ]
     assert "single-seed" in md and "| 4 |" in md and "paper val" in md
     assert "SYNTHETIC" not in md and report["header"]["synthetic"] is False
+    # what mattered, from the search's studies: a few trials per arm are too few to rank
+    mattered = report["what_mattered"]
+    assert set(mattered) == {"student-4", "baseline-4"}
+    assert mattered["student-4"]["importance"] is None and "Too few finished trials" in md
+    assert (run_dir / "report-mattered.png").read_bytes()[:4] == b"\x89PNG"
     # frozen = what the search chose on validation
     frozen = json.loads((run_dir / "report" / "configs.json").read_text())["configs"]
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -25,6 +25,36 @@ def test_asha_stopped_trials_reach_optuna_as_pruned():
     assert searcher.study.best_value == 0.9  # the truncated 0.7 is not taken as a finished score
 
 
+def test_finished_trials_are_kept_on_disk_once_each(tmp_path):
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    space = to_optuna({"lr": {"loguniform": [1e-4, 1e-2]}})
+    searcher = AshaAwareOptunaSearch(
+        4, record_to=storage, study_name="student-4", space=space, metric=METRIC, mode=MODE, seed=0
+    )
+    for trial_id, iterations in (("stopped", 2), ("finished", 4), ("crashed", 1)):
+        searcher.suggest(trial_id)
+        for it in range(1, iterations + 1):
+            searcher.on_trial_result(trial_id, {METRIC: 0.5 + it / 10, "training_iteration": it})
+        result = {METRIC: 0.5 + iterations / 10, "training_iteration": iterations}
+        searcher.on_trial_complete(
+            trial_id, None if trial_id == "crashed" else result, error=trial_id == "crashed"
+        )
+    searcher.save(str(tmp_path / "searcher.pkl"))  # what Tune checkpoints, then restores after a kill
+    restored = AshaAwareOptunaSearch(4, space=space, metric=METRIC, mode=MODE)
+    restored.restore(str(tmp_path / "searcher.pkl"))
+    restored.on_trial_complete("finished", {METRIC: 0.9, "training_iteration": 4})  # told again
+    trials = optuna.load_study(study_name="student-4", storage=storage).trials
+    assert [(t.user_attrs["tune_trial_id"], t.state.name) for t in trials] == [
+        ("stopped", "PRUNED"),
+        ("finished", "COMPLETE"),
+        ("crashed", "FAIL"),
+    ]
+    assert trials[1].value == 0.9 and trials[1].intermediate_values == {1: 0.6, 2: 0.7, 3: 0.8, 4: 0.9}
+    assert trials[0].intermediate_values == {1: 0.6, 2: 0.7} and "lr" in trials[1].params
+
+
 def test_fixed_searcher_gives_each_configuration_once_and_survives_a_restore(tmp_path):
     configs = [{"run": "a", "seed": 1}, {"run": "b", "seed": 2}]
     searcher = FixedSearcher(configs)
@@ -72,6 +102,24 @@ def test_hparams_logger_writes_plain_values_of_constants_too(tmp_path):
                     for k, v in data.session_start_info.hparams.items():
                         found[k] = getattr(v, v.WhichOneof("kind"))
     assert found == {
-        "alpha": 0.5, "sim": "l1", "embedding_size": 16.0, "lr": 1e-3,
-        "leads": "4", "pseudo": "None", "stage": "baseline",
-    }  # fmt: skip
+        "alpha": 0.5,
+        "sim": "l1",
+        "embedding_size": 16.0,
+        "lr": 1e-3,
+        "leads": "4",
+        "stage": "baseline",
+    }  # fmt: skip  (pseudo None: left out, so its column keeps one type, bool)
+    tags = {
+        v.tag
+        for path in (tmp_path / "trial").glob("events.out.tfevents.*")
+        for event in EventFileLoader(str(path)).Load()
+        for v in event.summary.value
+    }
+    assert "_hparams_/experiment" not in tags  # the run's one experiment is hparams_experiment's
+
+
+def test_the_hparams_experiment_lists_every_hparam():
+    from raysearch.tune_ext import HPARAM_TYPES
+    from raysearch.vocabulary import HPARAMS
+
+    assert set(HPARAM_TYPES) == set(HPARAMS)

@@ -47,6 +47,39 @@ def _hparams(run_dir: Path) -> list[dict]:
     return found
 
 
+def _experiments(run_dir: Path) -> dict[Path, set[str]]:
+    """Every HParams experiment in the run's event files: {its folder: the hparams it lists}."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    found = {}
+    for path in run_dir.rglob("events.out.tfevents.*"):
+        for event in EventFileLoader(str(path)).Load():
+            for value in event.summary.value:
+                if value.tag == "_hparams_/experiment":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
+                    found[path.parent] = {h.name for h in data.experiment.hparam_infos}
+    return found
+
+
+def _study_states(run_dir: Path, arm: str) -> dict[str, int]:
+    """How many trials of the arm's Optuna study on disk are in each state."""
+    import optuna
+
+    study = optuna.load_study(study_name=arm, storage=f"sqlite:///{run_dir / 'optuna.db'}")
+    ids = [t.user_attrs["tune_trial_id"] for t in study.trials]
+    assert len(ids) == len(set(ids))  # one Optuna trial per Tune trial
+    return {s: sum(t.state.name == s for t in study.trials) for s in ("COMPLETE", "PRUNED", "FAIL")}
+
+
+def _tune_states(arm_summary: dict) -> dict[str, int]:
+    return {
+        "COMPLETE": arm_summary["finished"],
+        "PRUNED": arm_summary["stopped_early"],
+        "FAIL": arm_summary["errored"],
+    }
+
+
 def _scalars(run_dir: Path) -> set[str]:
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
 
@@ -77,6 +110,8 @@ def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl):
         )
         assert 0.5 < r["val_macro_auc"] <= 1 and len(r["test_macro_auc_ci"]) == 2
         assert (Path(r["best_dir"]) / "predictions_test.npz").is_file()
+    for arm in ("student", "baseline"):  # every arm's study on disk, as Tune saw its trials
+        assert _study_states(run_dir, f"{arm}-4") == _tune_states(summary["leads"]["4"][arm])
     assert set(summary["leads"]["4"]["student"]["best_config"]) == {"alpha", "sim", "embedding_size", "lr"}
     assert set(summary["leads"]["4"]["baseline"]["best_config"]) == {"embedding_size", "lr"}
     assert (run_dir / "teachers" / "16" / "model.pt").is_file()
@@ -92,6 +127,12 @@ def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl):
     assert stats["after_teachers"]["bytes_used"] > teacher_bytes
     assert created < teacher_bytes, (created, teacher_bytes)
 
+    # one HParams experiment, at RUN_DIR's top, listing every arm's parameters (TensorBoard shows the
+    # first experiment it finds: no trial writes its own)
+    experiments = _experiments(run_dir)
+    assert list(experiments) == [run_dir] and experiments[run_dir] == {
+        "alpha", "sim", "embedding_size", "lr", "leads", "pseudo", "stage"
+    }  # fmt: skip
     hparams = _hparams(run_dir)
     students = [h for h in hparams if h.get("stage") == "student"]
     assert len(students) == 3
@@ -223,6 +264,7 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
     r = summary["leads"]["4"]["student"]
     assert r["trials"] == 4 and r["errored"] == 0
     assert summary["invocations"] == 2  # the killed invocation counted (refused ones never started)
+    assert _study_states(run_dir, "student-4") == _tune_states(r)  # no trial twice, none orphaned
     assert summary["wall_seconds"] >= killed["seconds"] + summary["wall_seconds_this_invocation"] - 1e-3
     # (a trial created just before the kill but not yet in Tune's snapshot leaves an empty folder;
     # the restored searcher suggests a new trial in its place)
