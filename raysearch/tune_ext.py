@@ -34,18 +34,27 @@ class AshaAwareOptunaSearch(OptunaSearch):
     would take as a finished trial's score; PRUNED lets TPE treat it as the partial result it is.
     `max_t` is the number of epochs a full trial runs.
 
-    `record_to` (an Optuna storage URL, e.g. sqlite:///RUN_DIR/optuna.db) receives a copy of each
-    finished trial in the study `study_name`: its parameters, per-epoch values and state
-    (COMPLETE, PRUNED, FAIL), with the Tune trial id as user attribute `tune_trial_id`. The
-    sampler's own study stays in memory and travels in Tune's searcher checkpoint; the copy is
-    written only when a trial ends and never twice for one Tune trial, so a driver killed and
-    resumed leaves no orphan RUNNING trial and no duplicate on disk.
+    `studies` (an Optuna storage URL, sqlite:///RUN_DIR/optuna.db, set by `keep_studies_in`)
+    receives a copy of each finished trial in the study `study_name`: its parameters, per-epoch
+    values and state (COMPLETE, PRUNED, FAIL), with the Tune trial id as user attribute
+    `tune_trial_id`. The sampler's own study stays in memory and travels in Tune's searcher
+    checkpoint; the copy is written only when a trial ends and never twice for one Tune trial,
+    so a driver killed and resumed leaves no orphan RUNNING trial and no duplicate on disk.
     """
 
-    def __init__(self, max_t: int, record_to: str | None = None, study_name: str = "optuna", **kwargs):
+    # A class attribute, not the instance's: Tune pickles the searcher into RUN_DIR and a resume
+    # unpickles it there, so a URL kept by the instance would still name the run's old folder
+    # after the run was moved; the process that resumes says where the run is now.
+    studies: str | None = None
+
+    @classmethod
+    def keep_studies_in(cls, url: str | None) -> None:
+        """Where every AshaAwareOptunaSearch of this process copies its finished trials."""
+        cls.studies = url
+
+    def __init__(self, max_t: int, study_name: str = "optuna", **kwargs):
         super().__init__(study_name=study_name, **kwargs)
         self.max_t = max_t
-        self.record_to = record_to
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         if trial_id in self._completed_trials:
@@ -58,7 +67,7 @@ class AshaAwareOptunaSearch(OptunaSearch):
             self._completed_trials.add(trial_id)
         else:
             super().on_trial_complete(trial_id, result=result, error=error)
-        if self.record_to and trial_id in self._ot_trials:
+        if type(self).studies and trial_id in self._ot_trials:
             self._record(trial_id)
 
     def _record(self, trial_id: str) -> None:
@@ -66,7 +75,7 @@ class AshaAwareOptunaSearch(OptunaSearch):
 
         done = self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
         study = optuna.create_study(
-            storage=self.record_to, study_name=self._study_name, direction="maximize", load_if_exists=True
+            storage=type(self).studies, study_name=self._study_name, direction="maximize", load_if_exists=True
         )
         if any(t.user_attrs.get("tune_trial_id") == trial_id for t in study.get_trials(deepcopy=False)):
             return  # recorded before the driver was stopped; Tune ran it again

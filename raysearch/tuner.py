@@ -105,11 +105,10 @@ def arm_plan(
     options: SearchOptions,
     session: Session,
     teacher_size: int | None,
-    studies: str | None = None,
 ) -> Plan:
-    """One arm (student or baseline) of one lead subset: Optuna (TPE, seeded) + ASHA over `trials`.
-    `teacher_size`: the embedding size of a given --teacher, the only one students may then use.
-    `studies`: an Optuna storage URL where the arm's study is kept, named like the plan."""
+    """One arm (student or baseline) of one lead subset: Optuna (TPE, seeded) + ASHA over `trials`;
+    its study is kept under the plan's name (AshaAwareOptunaSearch.keep_studies_in).
+    `teacher_size`: the embedding size of a given --teacher, the only one students may then use."""
     from ray.tune.schedulers import ASHAScheduler
 
     from raysearch.tune_ext import AshaAwareOptunaSearch
@@ -132,7 +131,6 @@ def arm_plan(
         param_space.pop(sampled, None)
     searcher = AshaAwareOptunaSearch(
         epochs,
-        record_to=studies,
         study_name=arm_name(arm, leads),
         space=to_optuna(dists),
         metric=METRIC,
@@ -333,7 +331,7 @@ def _describe(options, leads, arms, plans, space, space_note, data, sizes, sessi
 
 def run_search(options: SearchOptions) -> dict:
     """Run (or resume) a search; write and return its summary (summary.json's contents)."""
-    from raysearch.tune_ext import hparams_experiment, object_store_stats
+    from raysearch.tune_ext import AshaAwareOptunaSearch, hparams_experiment, object_store_stats
 
     leads = parse_lead_list(options.leads)
     run_dir = _open_run(options, leads)
@@ -370,9 +368,9 @@ def run_search(options: SearchOptions) -> dict:
                 session.put_data(data)
                 sizes = embedding_sizes(space, leads)
                 teacher_size = teacher_blob["model_config"]["embedding_size"] if teacher_blob else None
-                studies = f"sqlite:///{run_dir.path / STUDIES}"
+                AshaAwareOptunaSearch.keep_studies_in(f"sqlite:///{run_dir.path / STUDIES}")
                 plans = [
-                    arm_plan(space, lead, arm, options, session, teacher_size, studies)
+                    arm_plan(space, lead, arm, options, session, teacher_size)
                     for lead in leads
                     for arm in arms
                 ]

@@ -138,15 +138,18 @@ def ray_env(tmp_path):
 
 
 def kill_matching(fragment: str) -> int:
-    """SIGKILL every process whose command line contains `fragment`; returns how many."""
+    """SIGKILL every process whose command line or environment contains `fragment`; returns how
+    many. A Ray temp dir names a test's own Ray: its raylet and GCS carry it in their command
+    lines, its workers (renamed ray::...) only in their environment."""
     killed = 0
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+                env = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
             except OSError:
                 continue
-            if fragment in cmd and int(pid) != os.getpid():
+            if (fragment in cmd or fragment in env) and int(pid) != os.getpid():
                 try:
                     os.kill(int(pid), signal.SIGKILL)
                     killed += 1

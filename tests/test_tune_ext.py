@@ -30,9 +30,8 @@ def test_finished_trials_are_kept_on_disk_once_each(tmp_path):
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     space = to_optuna({"lr": {"loguniform": [1e-4, 1e-2]}})
-    searcher = AshaAwareOptunaSearch(
-        4, record_to=storage, study_name="student-4", space=space, metric=METRIC, mode=MODE, seed=0
-    )
+    AshaAwareOptunaSearch.keep_studies_in(storage)
+    searcher = AshaAwareOptunaSearch(4, study_name="student-4", space=space, metric=METRIC, mode=MODE, seed=0)
     for trial_id, iterations in (("stopped", 2), ("finished", 4), ("crashed", 1)):
         searcher.suggest(trial_id)
         for it in range(1, iterations + 1):
@@ -45,6 +44,7 @@ def test_finished_trials_are_kept_on_disk_once_each(tmp_path):
     restored = AshaAwareOptunaSearch(4, space=space, metric=METRIC, mode=MODE)
     restored.restore(str(tmp_path / "searcher.pkl"))
     restored.on_trial_complete("finished", {METRIC: 0.9, "training_iteration": 4})  # told again
+    AshaAwareOptunaSearch.keep_studies_in(None)
     trials = optuna.load_study(study_name="student-4", storage=storage).trials
     assert [(t.user_attrs["tune_trial_id"], t.state.name) for t in trials] == [
         ("stopped", "PRUNED"),
