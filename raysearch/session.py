@@ -138,23 +138,48 @@ def check_shared_storage(path: Path) -> int:
     return len(nodes)
 
 
+# Where `ray up` leaves the cluster's config on its head (the driver of a `ray job submit` runs
+# there): its node types say what the autoscaler can still add.
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+
+
+def unmet_request(options: ClusterOptions, nodes: list[dict], node_types: dict | None = None) -> str | None:
+    """What no node can give one trial, or None: `nodes` are the live nodes' resources,
+    `node_types` an autoscaler's available_node_types (each with its `resources`)."""
+    offers = list(nodes) + [t.get("resources") or {} for t in (node_types or {}).values()]
+    cpus = max((o.get("CPU", 0) for o in offers), default=0)
+    gpus = max((o.get("GPU", 0) for o in offers), default=0)
+    where = "no node" + (" and no node type the autoscaler can add" if node_types else "")
+    if options.cpus_per_trial > cpus:
+        return f"--cpus-per-trial {options.cpus_per_trial:g}: {where} has that many; the largest has {cpus:g}"
+    if options.gpus_per_trial > gpus:
+        if not gpus and not node_types and not options.address:
+            return f"--gpus-per-trial {options.gpus_per_trial:g}: this machine has no GPU"
+        return f"--gpus-per-trial {options.gpus_per_trial:g}: {where} has that many; the largest has {gpus:g}"
+    return None
+
+
 def check_requests(options: ClusterOptions) -> None:
     """A trial's request must fit on one node, or Tune leaves it PENDING forever: refuse at once.
-    (Checked on a local Ray; a joined cluster may add nodes through its autoscaler.)"""
+    On a joined cluster the node types its autoscaler can add count too (BOOTSTRAP_CONFIG); a
+    cluster without that file is judged by the nodes it has."""
     import ray
+    import yaml
 
     nodes = [n["Resources"] for n in ray.nodes() if n["Alive"]]
-    cpus = max((n.get("CPU", 0) for n in nodes), default=0)
-    gpus = max((n.get("GPU", 0) for n in nodes), default=0)
-    if options.cpus_per_trial > cpus:
-        raise UserError(
-            f"--cpus-per-trial {options.cpus_per_trial:g}: no node has that many; the largest has {cpus:g}"
+    node_types = None
+    config = Path(BOOTSTRAP_CONFIG).expanduser()
+    if options.address and config.is_file():
+        node_types = (yaml.safe_load(config.read_text()) or {}).get("available_node_types")
+    problem = unmet_request(options, nodes, node_types)
+    if problem:
+        hint = (
+            f" (its autoscaler's node types are read from {BOOTSTRAP_CONFIG} on the head: submit the "
+            f"search there with `ray job submit`)"
+            if options.address and node_types is None
+            else ""
         )
-    if options.gpus_per_trial > gpus:
-        raise UserError(
-            f"--gpus-per-trial {options.gpus_per_trial:g}: "
-            + (f"no node has that many; the largest has {gpus:g}" if gpus else "this machine has no GPU")
-        )
+        raise UserError(problem + hint)
 
 
 @contextmanager
@@ -179,8 +204,7 @@ def ray_session(options: ClusterOptions, run_dir: RunDir) -> Iterator[Session]:
     else:
         ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=level)
     try:
-        if not options.address:
-            check_requests(options)
+        check_requests(options)
         if run_dir.uri is None:
             check_shared_storage(run_dir.path)
         cpus = ray.cluster_resources().get("CPU", 1)

@@ -192,6 +192,12 @@ def test_node_local_storage_is_refused_on_several_nodes(tmp_path, synthetic_ptbx
         assert r.returncode == 2, r.stderr[-2000:]
         assert f"--storage {storage}: not visible from 1 of 2 nodes" in r.stderr
         assert "Traceback" not in r.stderr
+        # a request no node of the joined cluster meets is refused at once, not left pending
+        t0 = time.monotonic()
+        r = run_cli("--address", c.address, "--data", str(synthetic_ptbxl), "--storage", str(tmp_path / "s2"),
+                    "--name", "run", "--gpus-per-trial", "1", env=env)  # fmt: skip
+        assert r.returncode == 2 and "--gpus-per-trial 1: no node has that many" in r.stderr, r.stderr[-2000:]
+        assert time.monotonic() - t0 < 60 and "Traceback" not in r.stderr
     finally:
         ray.shutdown()
         os.killpg(node.pid, signal.SIGTERM)
