@@ -380,7 +380,8 @@ def train_stage(
         net.train()
         if teacher_net is not None:
             net.classifier.eval()  # frozen: no dropout either, it is the teacher's function
-        sums = {"loss": 0.0, "bce": 0.0, "sim": 0.0}
+        # loss, bce, sim summed on the device, read once per epoch: no host sync inside the epoch
+        sums = torch.zeros(3, dtype=torch.float64, device=device)
         batches = range(0, len(order), cfg.batch_size)
         if progress:
             from tqdm import tqdm
@@ -414,16 +415,15 @@ def train_stage(
             loss.backward()
             optimizer.step()
             scheduler.step()
-            sums["loss"] += loss.item() * len(rows)
-            sums["bce"] += loss_bce.item() * len(rows)
-            sums["sim"] += loss_sim.item() * len(rows)
+            sums += torch.stack([loss, loss_bce, loss_sim]).detach().double() * len(rows)
+        train_loss, bce_loss, sim_loss = (sums / len(order)).tolist()
         train_seconds = time.perf_counter() - t0
         val = evaluate(net, signals, "val", cfg)
         metrics = {
             "epoch": epoch + 1,
-            "train_loss": sums["loss"] / len(order),
-            "bce_loss": sums["bce"] / len(order),
-            "sim_loss": sums["sim"] / len(order),
+            "train_loss": train_loss,
+            "bce_loss": bce_loss,
+            "sim_loss": sim_loss,
             "val_macro_auc": val["macro_auc"],
             **{f"val_auc_{c}": a for c, a in val["per_class_auc"].items()},
             "lr": optimizer.param_groups[0]["lr"],
