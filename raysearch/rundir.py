@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from raysearch.data import cache_dir
@@ -83,9 +85,15 @@ class RunDir:
         tmp.replace(self.progress_path)
         self.sync("up")
 
-    def wall_clock(self, every: float = 5.0) -> WallClock:
-        """The search's wall time over its invocations, kept in wall.json (see WallClock)."""
-        return WallClock(self.path / "wall.json", self.progress.get("wall"), every)
+    @contextmanager
+    def wall_clock(self, every: float = 5.0) -> Iterator[WallClock]:
+        """Count this invocation's wall time into wall.json as it runs (see WallClock); at the end,
+        an interrupted invocation's too, save the progress record (and sync a URI RUN_DIR)."""
+        try:
+            with WallClock(self.path / "wall.json", self.progress.get("wall"), every) as clock:
+                yield clock
+        finally:
+            self.save_progress()
 
     # -- where it lives ------------------------------------------------------------------
 

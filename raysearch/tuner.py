@@ -362,73 +362,59 @@ def run_search(options: SearchOptions) -> dict:
     device = "auto" if options.gpus_per_trial > 0 else "cpu"
     started = time.time()
     # every invocation's time, a killed one's too (written as it goes): the search's cost is their sum
-    with run_dir.wall_clock() as clock:
-        try:
-            with ray_session(options, run_dir) as session:
-                session.put_data(data)
-                sizes = embedding_sizes(space, leads)
-                teacher_size = teacher_blob["model_config"]["embedding_size"] if teacher_blob else None
-                AshaAwareOptunaSearch.keep_studies_in(f"sqlite:///{run_dir.path / STUDIES}")
-                plans = [
-                    arm_plan(space, lead, arm, options, session, teacher_size)
-                    for lead in leads
-                    for arm in arms
-                ]
-                said = _describe(
-                    options, leads, arms, plans, space, space_note, data, sizes, session, run_dir
-                )
-                print(said, flush=True)
-                stage_of = {p.name: Stage(p.name, p.num_samples, p.epochs, p.mean_epochs) for p in plans}
-                measured = dict(run_dir.progress.get("seconds_per_epoch", {}))
-                if teacher_blob is not None:
-                    teachers = {teacher_size: teacher_blob}
-                    stages["teacher"] = {
-                        str(teacher_size): {
-                            "given": options.teacher,
-                            "config": _plain(
-                                teacher_blob["config"], ("lr", "arch", "width", "depth", "epochs")
-                            ),
-                        }
-                    }
-                elif stages.get("teacher_done"):
-                    teachers = {
-                        int(s): load_checkpoint(run_dir.path / "teachers" / s) for s in stages["teacher"]
-                    }
-                else:
-                    plan = teacher_plan(space, sizes, options, session)
-                    progress = ConsoleProgress(
-                        [Stage("teacher", plan.expected, plan.epochs, plan.epochs)],
-                        session.max_concurrent,
-                        later=[stage_of[p.name] for p in plans],
-                        measured=measured,
-                        started=started,
-                    )
-                    results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
-                    teachers = _choose_teachers(results, plan, sizes, run_dir)
-                    measured.update(_seconds_per_epoch(plan.name, results))
-                    stages["teacher_done"] = True
-                    run_dir.progress["seconds_per_epoch"] = measured
-                    run_dir.save_progress()
-                session.put_teachers(teachers)
-                stats_before = object_store_stats()
-                for i, plan in enumerate(plans):
-                    if plan.name in stages:
-                        continue
-                    progress = ConsoleProgress(
-                        [stage_of[plan.name]],
-                        session.max_concurrent,
-                        later=[stage_of[p.name] for p in plans[i + 1 :] if p.name not in stages],
-                        measured=measured,
-                        started=started,
-                    )
-                    results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
-                    measured.update(_seconds_per_epoch(plan.name, results))
-                    stages[plan.name] = _arm_summary(plan, results, data, run_dir, device)
-                    run_dir.progress["seconds_per_epoch"] = measured
-                    run_dir.save_progress()
-                stats_after = object_store_stats()
-        finally:
+    with run_dir.wall_clock() as clock, ray_session(options, run_dir) as session:
+        session.put_data(data)
+        sizes = embedding_sizes(space, leads)
+        teacher_size = teacher_blob["model_config"]["embedding_size"] if teacher_blob else None
+        AshaAwareOptunaSearch.keep_studies_in(f"sqlite:///{run_dir.path / STUDIES}")
+        plans = [arm_plan(space, lead, arm, options, session, teacher_size) for lead in leads for arm in arms]
+        said = _describe(options, leads, arms, plans, space, space_note, data, sizes, session, run_dir)
+        print(said, flush=True)
+        stage_of = {p.name: Stage(p.name, p.num_samples, p.epochs, p.mean_epochs) for p in plans}
+        measured = dict(run_dir.progress.get("seconds_per_epoch", {}))
+        if teacher_blob is not None:
+            teachers = {teacher_size: teacher_blob}
+            stages["teacher"] = {
+                str(teacher_size): {
+                    "given": options.teacher,
+                    "config": _plain(teacher_blob["config"], ("lr", "arch", "width", "depth", "epochs")),
+                }
+            }
+        elif stages.get("teacher_done"):
+            teachers = {int(s): load_checkpoint(run_dir.path / "teachers" / s) for s in stages["teacher"]}
+        else:
+            plan = teacher_plan(space, sizes, options, session)
+            progress = ConsoleProgress(
+                [Stage("teacher", plan.expected, plan.epochs, plan.epochs)],
+                session.max_concurrent,
+                later=[stage_of[p.name] for p in plans],
+                measured=measured,
+                started=started,
+            )
+            results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
+            teachers = _choose_teachers(results, plan, sizes, run_dir)
+            measured.update(_seconds_per_epoch(plan.name, results))
+            stages["teacher_done"] = True
+            run_dir.progress["seconds_per_epoch"] = measured
             run_dir.save_progress()
+        session.put_teachers(teachers)
+        stats_before = object_store_stats()
+        for i, plan in enumerate(plans):
+            if plan.name in stages:
+                continue
+            progress = ConsoleProgress(
+                [stage_of[plan.name]],
+                session.max_concurrent,
+                later=[stage_of[p.name] for p in plans[i + 1 :] if p.name not in stages],
+                measured=measured,
+                started=started,
+            )
+            results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
+            measured.update(_seconds_per_epoch(plan.name, results))
+            stages[plan.name] = _arm_summary(plan, results, data, run_dir, device)
+            run_dir.progress["seconds_per_epoch"] = measured
+            run_dir.save_progress()
+        stats_after = object_store_stats()
     summary = {
         "name": options.name,
         "run_dir": run_dir.location,
