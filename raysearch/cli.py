@@ -376,14 +376,16 @@ def predict_parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="a model folder or RUN_DIR, an exported .onnx or TorchScript file")
     p.add_argument("records", nargs="*", help="WFDB records (path without extension, or its .hea)")
     p.add_argument("--data", default=d.data, help="a PTB-XL folder: predict its records instead")
-    p.add_argument("--folds", default=d.folds, help="with --data: folds to predict, e.g. 10 or 9,10")
+    p.add_argument(
+        "--folds", default=d.folds, help="with --data: folds to predict, e.g. 10 or 9,10 (empty: all)"
+    )
     p.add_argument("--metadata", default=d.metadata, help="CSV of age, sex, height, weight by record")
     p.add_argument("--out", default=d.out, help="write every row to this .csv (or .jsonl)")
     p.add_argument(
         "--precision",
-        default=d.precision,
+        default=None,
         choices=PRECISIONS,
-        help="a model folder's precision (default: the one it was trained with)",
+        help="a model folder's autocast precision (None: the one it was trained with)",
     )
     p.add_argument("--threads", type=int, default=d.threads, help="onnxruntime threads (0: its default)")
     return p

@@ -36,7 +36,7 @@ class PredictOptions:
     folds: str = ""  # with data: e.g. "10" or "9,10"; empty: every fold
     metadata: str | None = None  # CSV keyed by record; with data, default its database csv
     out: str | None = None  # .csv, or .jsonl/.json for JSON lines; None: nothing written
-    precision: str = ""  # a model folder's autocast precision (default: its training precision)
+    precision: str | None = None  # a model folder's autocast precision (None: its training precision)
     threads: int = 0  # onnxruntime threads (0: its default)
 
 
@@ -102,7 +102,7 @@ def run_predict(options: PredictOptions, progress: bool = True) -> dict:
     out = Path(options.out) if options.out else None
     if out is not None and (out.is_dir() or not out.parent.is_dir()):
         raise UserError(f"--out {out}: expected a file in an existing folder")
-    model = load_model(options.model, precision=options.precision, threads=options.threads)
+    model = load_model(options.model, precision=options.precision or "", threads=options.threads)
     inputs = _inputs(options, model.sampling_rate)
     rows = [{k: v for k, v in item.items() if k in ("record", "ecg_id")} for item in inputs]
     by_length: dict[int, list[tuple[int, np.ndarray]]] = {}
