@@ -165,12 +165,9 @@ class ExportedModel:
         self.window = int(self.info["window"])
         self.classes = tuple(self.info["classes"])
 
-    def describe_window(self) -> str:
-        return f"{self.window} samples ({self.window / self.sampling_rate:g} s at {self.sampling_rate} Hz)"
-
     def predict(self, signals, metadata=None, batch_records: int = 64) -> np.ndarray:
         """Class probabilities (n, 5) of `signals` (n, leads, T) in mV; `metadata` (n, 4) or None."""
-        x, meta = check_inputs(signals, metadata, self.leads, self.window, self.describe_window())
+        x, meta = check_inputs(signals, metadata, self.leads, self.window, self.sampling_rate)
         out = np.zeros((len(x), len(self.classes)), dtype=np.float32)
         for s in range(0, len(x), batch_records):
             xb, mb = x[s : s + batch_records], meta[s : s + batch_records]

@@ -49,16 +49,24 @@ def find_model_dir(path: str | os.PathLike) -> Path:
     raise UserError(f"{path} holds {len(found)} models ({names}): name one, e.g. {found[0]}")
 
 
-def check_inputs(signals, metadata, leads: tuple[str, ...], window: int, describe: str) -> tuple:
+def describe_window(window: int, sampling_rate: int) -> str:
+    """A model's evaluation window as its messages name it: samples, seconds and rate."""
+    return f"{window} samples ({window / sampling_rate:g} s at {sampling_rate} Hz)"
+
+
+def check_inputs(signals, metadata, leads: tuple[str, ...], window: int, sampling_rate: int) -> tuple:
     """`signals` (n, leads, T >= window) and `metadata` (n, 4) or None as float32 arrays, or a
-    UserError saying what was expected; `describe` says what a window is (seconds at Hz)."""
+    UserError saying what was expected."""
     x = np.asarray(signals, dtype=np.float32)
     if x.ndim != 3 or x.shape[1] != len(leads):
         raise UserError(
             f"signals of shape {x.shape}: expected (records, {len(leads)} leads ({','.join(leads)}), samples)"
         )
     if x.shape[2] < max(window, 1):
-        raise UserError(f"{x.shape[2]} samples per record: expected at least one window of {describe}")
+        raise UserError(
+            f"{x.shape[2]} samples per record: expected at least one window of "
+            f"{describe_window(window, sampling_rate)}"
+        )
     meta = np.full((len(x), 4), np.nan, np.float32) if metadata is None else np.asarray(metadata, np.float32)
     if meta.shape != (len(x), 4):
         raise UserError(f"metadata of shape {meta.shape}: expected ({len(x)}, 4) {', '.join(META_FIELDS)}")
@@ -111,12 +119,9 @@ class Model:
             "outputs": "probabilities (records, 5) float32 over classes",
         }
 
-    def describe_window(self) -> str:
-        return f"{self.window} samples ({self.config.crop_seconds} s at {self.sampling_rate} Hz)"
-
     def predict(self, signals, metadata=None, batch_records: int = 64) -> np.ndarray:
         """Class probabilities (n, 5) of `signals` (n, leads, T) in mV; `metadata` (n, 4) or None."""
-        x, meta = check_inputs(signals, metadata, self.leads, self.window, self.describe_window())
+        x, meta = check_inputs(signals, metadata, self.leads, self.window, self.sampling_rate)
         x = (x - self.mean[None, :, None]) / self.std[None, :, None]
         encoded = encode_metadata(*meta.T)
         length, starts = window_geometry(self.config, self.sampling_rate, x.shape[2])

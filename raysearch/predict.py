@@ -22,6 +22,7 @@ import numpy as np
 from raysearch.data import raw_metadata, read_tables
 from raysearch.deploy import load_model
 from raysearch.errors import UserError
+from raysearch.inference import describe_window
 from raysearch.records import RecordError, lookup, read_metadata_csv, read_record
 from raysearch.vocabulary import SPLITS
 
@@ -112,7 +113,7 @@ def run_predict(options: PredictOptions, progress: bool = True) -> dict:
             if x.shape[1] < max(model.window, 1):
                 raise RecordError(
                     f"{item['record']}: {x.shape[1]} samples at {model.sampling_rate} Hz; expected at "
-                    f"least one window of {model.describe_window()}"
+                    f"least one window of {describe_window(model.window, model.sampling_rate)}"
                 )
             if isinstance(item["meta"], RecordError):  # a readable record the CSV does not list
                 raise item["meta"]
