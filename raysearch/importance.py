@@ -39,7 +39,8 @@ def arm_report(study, seed: int = 0) -> dict:
         s.name.lower(): sum(t.state == s for t in trials)
         for s in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
     }
-    varied = sorted({k for t in done for k in t.params if len({str(u.params.get(k)) for u in done}) > 1})
+    names = {k for t in done for k in t.params}
+    varied = [k for k in sorted(names) if len({str(t.params.get(k)) for t in done}) > 1]
     ranked = None
     if len(done) >= MIN_TRIALS and varied:
         ranked = {
