@@ -1,25 +1,36 @@
-"""GPU memory and throughput of one trial at a search space's settings, and of P trials packed on one GPU.
+"""GPU speed, memory and packing of trials at a search space's settings, eager against CUDA graphs.
 
     python bench/bench_gpu.py --space search_spaces/default.yaml --out gpu.json
+    python bench/bench_gpu.py --parts speed,packing --out gpu.json      # a subset of the parts
+    python bench/bench_gpu.py --make-subset /path/to/ptb-xl --subset bench/.data/ptbxl-subset.xz
+    python bench/bench_gpu.py --parts real --subset bench/.data/ptbxl-subset.xz --out real.json
 
-Part 1 (`memory`): every stage the space trains (teacher at each embedding size, student and
-baseline at 6 and 2 leads at the largest embedding) runs one epoch in a fresh process on a
-dataset of PTB-XL's size (random int16 samples: memory and speed do not depend on the values).
-Each process reports the device memory in use at its peak (CUDA context included, read from
-`torch.cuda.mem_get_info`, nothing else on the GPU), PyTorch's own peak allocation, and
-samples/s. That is the memory a trial needs, i.e. what `--gpus-per-trial` must leave room for.
+Every trial runs in a fresh process on a dataset of PTB-XL's size (random int16 samples: speed and
+memory do not depend on the values), the bf16 matrix-product peak is measured in the same run.
 
-Part 2 (`packing`): P = 1, 2, 4, 8 student trials run at once on the one GPU, the way
-`--gpus-per-trial 1/P` places them, and the aggregate samples/s tells how far packing pays.
+- `speed`: teacher, student-4 (the teacher's forward per crop), student-4 reading cached teacher
+  embeddings (`teacher_cache` 31) and baseline-4, each with `graphs` off and on, side by side. A
+  process trains two trials of the same shapes one after the other (a reused Ray actor): samples/s
+  and epoch seconds (validation included) of each trial's second epoch, setup seconds of the first
+  and the second trial, FLOPs per sample and the fraction of the bf16 peak.
+- `memory`: device memory of every stage the space trains (fresh process each), as `--gpus-per-trial`
+  must leave room for.
+- `packing`: 8 student-4 trials at once, as `--gpus-per-trial 0.125 --cpus-per-trial 2` places them,
+  eager / graphed / graphed with cached embeddings: aggregate samples/s.
+- `real`: a real PTB-XL subset (all of the validation fold, 2,500 training records; made from a
+  PhysioNet folder by --make-subset, about 48 MB): validation macro-AUC after 3 epochs eager and
+  graphed, for the teacher, the 4-lead baseline and the 4-lead student (four seeds).
 """
 
 import argparse
 import json
+import lzma
 import os
 import subprocess
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 
@@ -50,43 +61,90 @@ def random_ptbxl(seed: int = 0):
     )
 
 
-def one_trial(spec: dict) -> dict:
-    """Train one epoch of `spec` (TrainConfig fields) on the GPU; peak memory and samples/s."""
-    import torch
+# ----------------------------------------------------------------------------- real subset
 
+SUBSET_FIELDS = ("ecg_id", "gain", "baseline", "labels", "folds", "meta", "raw_meta", "mean", "std")
+
+
+def make_subset(root: str, out: str, train: int = 2500, seed: int = 0) -> None:
+    """All validation records and `train` random training records of a PTB-XL folder, as one xz
+    file (samples delta-coded along time: about 10 kB per record)."""
+    import io
+
+    from raysearch.data import load_ptbxl
+
+    data = load_ptbxl(root, progress=False)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(np.r_[rng.choice(data.split("train"), train, replace=False), data.split("val")])
+    arrays = {k: np.asarray(getattr(data, k))[rows] for k in SUBSET_FIELDS if k not in ("mean", "std")}
+    signals = np.asarray(data.signals[rows])
+    arrays["delta"] = np.diff(signals, axis=2, prepend=np.int16(0)).astype(np.int16)
+    buf = io.BytesIO()
+    np.savez(buf, mean=data.mean, std=data.std, sampling_rate=data.sampling_rate, **arrays)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_bytes(lzma.compress(buf.getvalue(), preset=6))
+    print(f"{len(rows)} records -> {out} ({Path(out).stat().st_size / 1e6:.1f} MB)")
+
+
+def load_subset(path: str):
+    import io
+
+    from raysearch.data import PTBXL
+
+    z = np.load(io.BytesIO(lzma.decompress(Path(path).read_bytes())))
+    signals = np.cumsum(z["delta"], axis=2, dtype=np.int16)  # int16 wraps back exactly
+    fields = {k: z[k] for k in SUBSET_FIELDS}
+    return PTBXL(signals=signals, sampling_rate=int(z["sampling_rate"]), dropped=0, source=path, **fields)
+
+
+# ---------------------------------------------------------------------------------- a child
+
+
+def teacher_blob(cfg):
     from raysearch.checkpoint import export_net
     from raysearch.models import ContrastiveNet
-    from raysearch.train import TrainConfig, train_stage
 
+    tcfg = replace(cfg, stage="teacher", leads="12", arch="inception", width=32, depth=6, teacher_cache=0)
+    tcfg = tcfg.resolved()
+    return export_net(ContrastiveNet(tcfg.model_config()), tcfg)
+
+
+def one_child(spec: dict) -> dict:
+    """Train `spec` (TrainConfig fields) `_trials` times in this process; per trial its history,
+    setup seconds, the time to compute a teacher cache, and the device memory at its peak."""
+    import torch
+
+    from raysearch.train import TrainConfig, compute_teacher_cache, train_stage
+
+    spec = dict(spec)
+    trials = spec.pop("_trials", 1)
     cfg = TrainConfig(**spec).resolved()
-    teacher = None
-    if cfg.stage == "student":  # a random teacher of the same embedding size costs what a real one does
-        tcfg = replace(cfg, stage="teacher", leads="12", arch="inception", width=32, depth=6).resolved()
-        teacher = export_net(ContrastiveNet(tcfg.model_config()), tcfg)
     data = random_ptbxl(cfg.seed)
+    # a random teacher costs what a real one does
+    teacher = teacher_blob(cfg) if cfg.stage == "student" else None
     torch.cuda.init()
     free0, total = torch.cuda.mem_get_info()
     peak_used = [total - free0]
-
-    def on_epoch(metrics, state):
-        peak_used.append(total - torch.cuda.mem_get_info()[0])
-
-    t0 = time.perf_counter()
-    result = train_stage(cfg, data, teacher=teacher, on_epoch=on_epoch)
-    h = result.history[-1]
+    out = []
+    for t in range(trials):
+        trial = replace(cfg, seed=cfg.seed + t)
+        cache, cache_seconds = None, None
+        if cfg.teacher_cache:
+            t0 = time.perf_counter()
+            cache = compute_teacher_cache(teacher, data, trial)
+            cache_seconds = time.perf_counter() - t0
+        result = train_stage(
+            trial,
+            data,
+            teacher=teacher,
+            cache=cache,
+            on_epoch=lambda m, s: peak_used.append(total - torch.cuda.mem_get_info()[0]),
+        )
+        out.append({"history": result.history, "cache_seconds": cache_seconds})
     return {
-        "stage": cfg.stage,
-        "leads": cfg.leads,
-        "arch": cfg.arch,
-        "embedding_size": cfg.embedding_size,
-        "batch_size": cfg.batch_size,
+        "trials": out,
         "device_used_MiB": max(peak_used) / 2**20,
         "torch_peak_allocated_MiB": torch.cuda.max_memory_allocated() / 2**20,
-        "torch_peak_reserved_MiB": torch.cuda.max_memory_reserved() / 2**20,
-        "train_seconds": h["train_seconds"],
-        "epoch_seconds": h["epoch_seconds"],
-        "samples_per_s": h["samples_per_s"],
-        "wall_seconds": time.perf_counter() - t0,
     }
 
 
@@ -107,83 +165,211 @@ def run_children(specs: list[dict]) -> list[dict]:
     return out
 
 
+# --------------------------------------------------------------------------------- figures
+
+
+def matmul_peak_tflops(n: int = 8192, reps: int = 30) -> float:
+    """Median bf16 TFLOP/s of n x n matrix products on the GPU (the peak a fraction refers to)."""
+    import torch
+
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    rates = []
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        a @ b
+        end.record()
+        end.synchronize()
+        rates.append(2 * n**3 / (start.elapsed_time(end) / 1e3) / 1e12)
+    return float(np.median(rates[3:]))
+
+
+def flops_per_sample(spec: dict) -> float:
+    """Forward + backward FLOPs of one training crop, plus the frozen teacher's forward for a
+    student without cached embeddings (counted on the CPU with torch's FlopCounterMode)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from raysearch.checkpoint import import_net
+    from raysearch.models import ContrastiveNet
+    from raysearch.train import TrainConfig
+
+    cfg = TrainConfig(**{k: v for k, v in spec.items() if not k.startswith("_")}).resolved()
+    length = int(cfg.crop_seconds * 100)
+    net = ContrastiveNet(cfg.model_config())
+    meta = torch.randn(8, net.cfg.meta_dim)
+    with FlopCounterMode(display=False) as counter:
+        _, logits = net(torch.randn(8, len(cfg.lead_indices), length), meta)
+        logits.sum().backward()
+        if cfg.stage == "student" and not cfg.teacher_cache:
+            with torch.no_grad():
+                import_net(teacher_blob(cfg), "teacher").eval().embed(torch.randn(8, 12, length), meta)
+    return counter.get_total_flops() / 8
+
+
+def speed_row(name: str, spec: dict, r: dict, flops: float, peak: float) -> dict:
+    first, second = r["trials"][0]["history"], r["trials"][-1]["history"]
+    sps = first[-1]["samples_per_s"]
+    return {
+        "trial": name,
+        "graphs": spec["graphs"],
+        "samples_per_s": sps,
+        "second_trial_samples_per_s": second[-1]["samples_per_s"],
+        "epoch_seconds": first[-1]["epoch_seconds"],
+        "train_seconds": first[-1]["train_seconds"],
+        "setup_seconds_first": first[0]["setup_seconds"],
+        "setup_seconds_later": second[0]["setup_seconds"],
+        "cache_seconds": r["trials"][0]["cache_seconds"],
+        "gflop_per_sample": flops / 1e9,
+        "tflops": flops * sps / 1e12,
+        "fraction_of_bf16_peak": flops * sps / 1e12 / peak,
+        "device_used_MiB": r["device_used_MiB"],
+    }
+
+
+def real_part(subset: str, base: dict) -> list[dict]:
+    """Validation macro-AUC after 3 epochs on the real subset, eager and graphed, four seeds."""
+    from raysearch.train import TrainConfig, train_stage
+
+    data = load_subset(subset)
+    rows = []
+    teacher = None
+    for stage, leads in (("teacher", "12"), ("baseline", "4"), ("student", "4")):
+        for seed in (0, 1, 2, 3):
+            for graphs in ("off", "on"):
+                extra = {"arch": "inception", "width": 32, "depth": 6} if stage == "teacher" else {}
+                cfg = TrainConfig(**{**base, **extra, "stage": stage, "leads": leads, "epochs": 3})
+                cfg = replace(cfg, seed=seed, graphs=graphs, lr=3e-3, alpha=1.0)
+                result = train_stage(cfg, data, teacher=teacher if stage == "student" else None)
+                rows.append(
+                    {
+                        "stage": stage,
+                        "leads": leads,
+                        "seed": seed,
+                        "graphs": graphs,
+                        "val_macro_auc": [h["val_macro_auc"] for h in result.history],
+                        "epoch_seconds": [h["epoch_seconds"] for h in result.history],
+                    }
+                )
+                print(json.dumps(rows[-1]), flush=True)
+                if stage == "teacher" and seed == 0 and graphs == "on":
+                    teacher = result.export()
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="search_spaces/default.yaml")
     p.add_argument("--out", default="gpu.json")
-    p.add_argument("--pack", default="1,2,4,8", help="numbers of trials packed on the GPU")
-    p.add_argument(
-        "--memory",
-        default="all",
-        choices=("all", "max"),
-        help="max: only the largest configuration per stage",
-    )
+    p.add_argument("--parts", default="speed,memory,packing", help="speed, memory, packing, real")
+    p.add_argument("--pack", type=int, default=8, help="trials packed on the GPU")
+    p.add_argument("--subset", help="the real subset file (--make-subset writes it, part `real` reads it)")
+    p.add_argument("--make-subset", metavar="PTBXL_DIR", help="write --subset from a PTB-XL folder and exit")
     p.add_argument("--child", help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.child:
-        print(json.dumps(one_trial(json.loads(a.child))))
+        print(json.dumps(one_child(json.loads(a.child))))
+        return
+    if a.make_subset:
+        make_subset(a.make_subset, a.subset)
         return
 
     import torch
 
     from raysearch.space import load_space
+    from raysearch.train import TrainConfig
 
     space = load_space(a.space)
     const = {k: v for k, v in space["constants"].items() if k != "n_boot"}
     sizes = space["student"]["space"]["embedding_size"]["choice"]
     cpus = os.cpu_count() or 1
-    base = {**const, "epochs": 1, "device": "cuda", "threads": cpus}
+    base = {**const, "epochs": 2, "device": "cuda", "threads": cpus, "n_boot": 10}
     teacher = {**base, **space["teacher"]["constants"], "stage": "teacher", "lr": 1e-3}
     student = {**base, **space["student"]["constants"], "stage": "student", "lr": 1e-3, "alpha": 1.0}
-    specs = [{**teacher, "embedding_size": e} for e in (sizes if a.memory == "all" else [max(sizes)])]
-    specs += [
-        {**student, "stage": s, "leads": ld, "embedding_size": max(sizes)}
-        for s in ("student", "baseline")
-        for ld in (("6", "2") if a.memory == "all" else ("6",))
-    ]
+    parts = a.parts.split(",")
     report = {
         "gpu": torch.cuda.get_device_name(0),
-        "gpu_total_MiB": torch.cuda.mem_get_info()[1] / 2**20,
         "cpus": cpus,
         "space": a.space,
-        "date": time.strftime("%Y-%m-%d"),
-        "memory": [],
-        "packing": [],
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "bf16_peak_tflops": matmul_peak_tflops(),
     }
-    for s in specs:
-        r = run_children([s])[0]
-        report["memory"].append(r)
-        print(
-            f"{r['stage']:8s} {r['leads']:>2s} leads emb {r['embedding_size']:3d}: "
-            f"{r['device_used_MiB']:6.0f} MiB on the device (torch peak {r['torch_peak_allocated_MiB']:.0f} "
-            f"MiB), {r['samples_per_s']:.0f} samples/s, epoch {r['epoch_seconds']:.1f} s",
-            flush=True,
-        )
-    for n in [int(x) for x in a.pack.split(",")]:
-        t0 = time.perf_counter()
-        rs = run_children(
-            [
-                {**student, "leads": "4", "embedding_size": 128, "seed": i, "threads": max(1, cpus // n)}
-                for i in range(n)
-            ]
-        )
-        wall = time.perf_counter() - t0
-        agg = sum(r["samples_per_s"] for r in rs)
-        report["packing"].append(
-            {
-                "trials": n,
-                "wall_seconds": wall,
-                "aggregate_samples_per_s": agg,
-                "median_epoch_seconds": float(np.median([r["epoch_seconds"] for r in rs])),
+    peak = report["bf16_peak_tflops"]
+    print(f"{report['gpu']}: bf16 matrix product {peak:.0f} TFLOP/s", flush=True)
+
+    def save():
+        Path(a.out).write_text(json.dumps(report, indent=1))
+
+    if "speed" in parts:
+        report["speed"] = []
+        trials = {
+            "teacher": {**teacher, "embedding_size": 128},
+            "student-4": {**student, "leads": "4", "embedding_size": 128},
+            "student-4 cached": {**student, "leads": "4", "embedding_size": 128, "teacher_cache": 31},
+            "baseline-4": {**student, "stage": "baseline", "leads": "4", "embedding_size": 128},
+        }
+        for name, spec in trials.items():
+            flops = flops_per_sample(spec)
+            for graphs in ("off", "on"):
+                s = {**spec, "graphs": graphs, "_trials": 2}
+                row = speed_row(name, s, run_children([s])[0], flops, peak)
+                report["speed"].append(row)
+                save()
+                print(
+                    f"{name:17s} graphs {graphs:3s}: {row['samples_per_s']:7.0f} samples/s "
+                    f"({row['fraction_of_bf16_peak']:.2%} of bf16 peak), epoch {row['epoch_seconds']:.2f} s, "
+                    f"setup {row['setup_seconds_first']:.2f} s then {row['setup_seconds_later']:.2f} s",
+                    flush=True,
+                )
+    if "memory" in parts:
+        report["memory"] = []
+        specs = [{**teacher, "embedding_size": e} for e in sizes]
+        specs += [
+            {**student, "stage": s, "leads": "6", "embedding_size": max(sizes)}
+            for s in ("student", "baseline")
+        ]
+        for spec in specs:
+            r = run_children([{**spec, "epochs": 1}])[0]
+            h = r["trials"][0]["history"][-1]
+            cfg = TrainConfig(**spec).resolved()
+            row = {"stage": cfg.stage, "leads": cfg.leads, "embedding_size": cfg.embedding_size}
+            report["memory"].append({**row, **r, "trials": None})
+            save()
+            print(
+                f"{cfg.stage:8s} {cfg.leads:>2s} leads emb {cfg.embedding_size:3d}: "
+                f"{r['device_used_MiB']:6.0f} MiB on the device (torch peak "
+                f"{r['torch_peak_allocated_MiB']:.0f} MiB), {h['samples_per_s']:.0f} samples/s",
+                flush=True,
+            )
+    if "packing" in parts:
+        report["packing"] = []
+        s4 = {**student, "leads": "4", "embedding_size": 128, "threads": max(1, cpus // a.pack)}
+        for label, extra in (("eager", {"graphs": "off"}), ("graphed", {"graphs": "on"})) + (
+            ("graphed, cached embeddings", {"graphs": "on", "teacher_cache": 31}),
+        ):
+            t0 = time.perf_counter()
+            rs = run_children([{**s4, **extra, "seed": i} for i in range(a.pack)])
+            last = [r["trials"][0]["history"][-1] for r in rs]
+            row = {
+                "trials": a.pack,
+                "mode": label,
+                "wall_seconds": time.perf_counter() - t0,
+                "aggregate_samples_per_s": sum(h["samples_per_s"] for h in last),
+                "median_epoch_seconds": float(np.median([h["epoch_seconds"] for h in last])),
             }
-        )
-        print(
-            f"{n} student trials packed: aggregate {agg:.0f} samples/s, "
-            f"median epoch {report['packing'][-1]['median_epoch_seconds']:.1f} s",
-            flush=True,
-        )
-    with open(a.out, "w") as fh:
-        json.dump(report, fh, indent=1)
+            report["packing"].append(row)
+            save()
+            print(
+                f"{a.pack} student-4 trials packed, {label}: aggregate {row['aggregate_samples_per_s']:.0f} "
+                f"samples/s, median epoch {row['median_epoch_seconds']:.2f} s",
+                flush=True,
+            )
+    if "real" in parts:
+        real_base = {**{k: v for k, v in base.items() if k != "epochs"}, **space["student"]["constants"]}
+        report["real"] = real_part(a.subset, real_base)
+        save()
+    save()
 
 
 if __name__ == "__main__":

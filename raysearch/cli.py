@@ -231,7 +231,7 @@ def data_main(argv: list[str]) -> int:
 
 def train_parser() -> argparse.ArgumentParser:
     from raysearch.models import ARCHS
-    from raysearch.train import PRECISIONS, TrainConfig, TrainOptions
+    from raysearch.train import GRAPHS, PRECISIONS, TrainConfig, TrainOptions
     from raysearch.vocabulary import SIMS
 
     d, o = TrainConfig(), TrainOptions()
@@ -265,6 +265,20 @@ def train_parser() -> argparse.ArgumentParser:
         "--crop-seconds", type=float, default=d.crop_seconds, help="training crop (0: the whole 10 s)"
     )
     p.add_argument("--precision", default=d.precision, choices=PRECISIONS, help="autocast precision")
+    p.add_argument(
+        "--graphs",
+        default=d.graphs,
+        choices=GRAPHS,
+        help="the training step as one CUDA graph (auto: on CUDA devices)",
+    )
+    p.add_argument(
+        "--teacher-cache",
+        type=int,
+        default=d.teacher_cache,
+        metavar="POSITIONS",
+        help="student: compute the teacher's embeddings once at POSITIONS crop starts per record "
+        "(e.g. 31) instead of its forward on every crop; 0: off",
+    )
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initialization, shuffling and crops")

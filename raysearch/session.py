@@ -13,6 +13,8 @@ run directory must be visible from every node (probed, not guessed) unless it is
 from __future__ import annotations
 
 import os
+import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +46,7 @@ class Session:
         self.max_concurrent = max_concurrent
         self.data_ref = None
         self.teacher_refs: dict[int, object] = {}
+        self.cache_refs: dict[str, object] = {}
 
     def describe(self) -> str:
         """The cluster and what each trial gets, in words (said at start)."""
@@ -81,6 +84,43 @@ class Session:
             keep = ("config", "model_config", "data", "model")
             self.teacher_refs[int(size)] = ray.put({k: blob.get(k) for k in keep})
 
+    def put_teacher_caches(self, configs: list[dict]) -> None:
+        """For student configurations that read cached teacher embeddings (`teacher_cache` > 0):
+        each teacher's embeddings, computed once per crop grid by a Ray task with one trial's
+        resources and kept in the object store for every trial of every arm. Waits for them, so
+        no student holds a trial's resources while its cache is still being computed."""
+        import ray
+
+        from raysearch.trainable import cache_key, teacher_cache_task, trial_config
+
+        todo = {}
+        for config in configs:
+            if config.get("stage") != "student" or not config.get("teacher_cache"):
+                continue
+            for size in self.teacher_refs:
+                sized = {**config, **self.trial_constants(), "embedding_size": size}
+                key = cache_key(trial_config(sized).resolved())
+                if key not in self.cache_refs:
+                    todo.setdefault(key, sized)
+        if not todo:
+            return
+        t0 = time.perf_counter()
+        task = ray.remote(num_cpus=self.options.cpus_per_trial, num_gpus=self.options.gpus_per_trial)(
+            teacher_cache_task
+        )
+        refs = {
+            k: task.remote(self.data_ref, self.teacher_refs[int(c["embedding_size"])], c)
+            for k, c in todo.items()
+        }
+        ray.get(list(refs.values()))  # a failure surfaces here, before any student starts
+        self.cache_refs.update(refs)
+        print(
+            f"teacher embeddings cached for the students ({', '.join(refs)}: embedding size / crop "
+            f"positions / crop seconds / precision) in {time.perf_counter() - t0:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+
     def trainable(self):
         """The Tune trainable: train_trial bound to the shared refs, with each trial's resources."""
         from ray import tune
@@ -89,7 +129,10 @@ class Session:
 
         resources = {"cpu": self.options.cpus_per_trial, "gpu": self.options.gpus_per_trial}
         return tune.with_resources(
-            tune.with_parameters(train_trial, data=self.data_ref, teachers=self.teacher_refs), resources
+            tune.with_parameters(
+                train_trial, data=self.data_ref, teachers=self.teacher_refs, caches=self.cache_refs
+            ),
+            resources,
         )
 
 

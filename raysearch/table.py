@@ -133,6 +133,7 @@ def run_seeds(options: ReportOptions, run_dir: RunDir, frozen: dict, data, seeds
     with ray_session(options, run_dir) as session:
         session.put_data(data)
         session.put_teachers({int(size): load_checkpoint(path) for size, path in frozen["teachers"].items()})
+        session.put_teacher_caches(list(frozen["configs"].values()))
         plan = seed_plan(frozen, todo, session.trial_constants())
         print(
             f"report: training {len(todo)} run(s) ({len(seeds)} seed(s) x {len(frozen['configs'])} "
@@ -249,8 +250,16 @@ def _budget(configs: dict) -> str:
             parts.append(
                 f"{c.stage}: {c.arch} width {c.width} depth {c.depth}, {c.epochs} epochs, "
                 f"batch {c.batch_size}, {c.crop_seconds} s crops, {c.precision}"
+                + (f", {_teacher_source(c)}" if c.stage == "student" else "")
             )
     return "; ".join(parts)
+
+
+def _teacher_source(c: TrainConfig) -> str:
+    """How a student saw its teacher: the forward on every crop, or cached embeddings on a grid."""
+    if c.teacher_cache:
+        return f"teacher embeddings cached at {c.teacher_cache} crop positions (teacher_cache)"
+    return "the teacher's forward on every crop (teacher_cache 0)"
 
 
 def _device(options: ClusterOptions) -> str:

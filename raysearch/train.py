@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from raysearch.batches import Signals, TeacherCache, crop_grid, epoch_plan
 from raysearch.checkpoint import (
     check_teacher,
     data_stats,
@@ -47,9 +48,21 @@ from raysearch.errors import UserError
 from raysearch.metrics import bootstrap_ci, macro_auc, per_class_auc
 from raysearch.models import ARCHS, ContrastiveNet, ModelConfig
 from raysearch.sources import DataOptions, open_dataset
+from raysearch.step import (
+    TrainStep,
+    autocast,
+    detached_copy,
+    keep_tensor_hyperparameters,
+    load_optimizer_state,
+    make_optimizer,
+    portable_optimizer_state,
+    remember,
+    reusable,
+)
 from raysearch.vocabulary import CLASSES, PSEUDO, SIMS, STAGES, lead_label, parse_leads
 
 PRECISIONS = ("fp32", "bf16", "fp16")
+GRAPHS = ("auto", "on", "off")
 # Width/depth defaults per architecture: the teacher is InceptionTime, the student a resnet1d.
 ARCH_DEFAULTS = {"inception": {"width": 32, "depth": 6}, "resnet1d": {"width": 64, "depth": 4}}
 
@@ -74,6 +87,8 @@ class TrainConfig:
     crop_seconds: float = 2.5  # 0: train on the whole 10 s
     eval_stride_seconds: float = 0.0  # 0: windows side by side (stride = crop)
     precision: str = "bf16"
+    graphs: str = "auto"  # the step as one CUDA graph: auto (on for CUDA) | on | off
+    teacher_cache: int = 0  # student: teacher embeddings precomputed at this many crop positions; 0: off
     device: str = "auto"
     threads: int = 0  # torch threads; 0: torch's default
     seed: int = 0
@@ -91,6 +106,10 @@ class TrainConfig:
             raise UserError(f"similarity {self.sim!r}: expected one of {', '.join(SIMS)}")
         if self.precision not in PRECISIONS:
             raise UserError(f"precision {self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.graphs not in GRAPHS:
+            raise UserError(f"graphs {self.graphs!r}: expected one of {', '.join(GRAPHS)}")
+        if not isinstance(self.teacher_cache, int) or self.teacher_cache < 0:
+            raise UserError(f"teacher_cache {self.teacher_cache!r}: expected a number of crop positions >= 0")
         if self.schedule not in ("onecycle", "cosine"):
             raise UserError(f"schedule {self.schedule!r}: expected onecycle or cosine")
         leads = parse_leads(self.leads)
@@ -124,86 +143,12 @@ class TrainConfig:
         )
 
 
-def similarity(kind: str, v12: torch.Tensor, vx: torch.Tensor) -> torch.Tensor:
-    """The similarity loss between teacher and student embeddings: 0 when they are identical."""
-    if kind == "l1":
-        return (v12 - vx).abs().mean()
-    if kind == "l2":
-        return ((v12 - vx) ** 2).mean()
-    if kind == "cosine":
-        return (1.0 - nn.functional.cosine_similarity(v12, vx, dim=1)).mean()
-    raise ValueError(f"unknown similarity {kind!r}")
-
-
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise UserError(f"device {name!r}: CUDA is not available on this machine")
     return torch.device(name)
-
-
-def _autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    if cfg.precision == "fp16" and device.type != "cuda":
-        raise UserError("precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
-    return torch.autocast(device.type, dtype=torch.bfloat16 if cfg.precision == "bf16" else torch.float16)
-
-
-# ------------------------------------------------------------------------------- batches
-
-
-class Signals:
-    """Standardized batches of PTB-XL signals, made on the training device.
-
-    On a GPU (`resident`) the raw int16 samples (about 0.5 GB for PTB-XL at 100 Hz) are copied to
-    the device once and each batch is indexed, cropped and standardized there, so the host only
-    draws random numbers and the trials packed on a GPU do not compete for CPU cores to copy and
-    convert samples (BENCHMARKS.md, "GPU", has what was and was not measured). On a CPU the batch
-    is cut from the (memory-mapped) array, cropped before it is converted so only the kept samples
-    are standardized. Both give the same numbers as `PTBXL.standardized` (same float32 operations,
-    same order).
-    """
-
-    def __init__(self, data: PTBXL, device: torch.device, resident: bool | None = None):
-        self.data, self.device = data, device
-        self.resident = device.type == "cuda" if resident is None else resident
-        self.mean, self.std = torch.from_numpy(data.mean).to(device), torch.from_numpy(data.std).to(device)
-        if self.resident:  # np.array: a writable copy of what may be a read-only memmap / Ray buffer
-            self.signals = torch.from_numpy(np.array(data.signals)).to(device)
-            self.baseline = torch.from_numpy(np.array(data.baseline)).to(device)
-            self.gain = torch.from_numpy(np.array(data.gain)).to(device)
-
-    def batch(
-        self, rows: np.ndarray, leads: tuple[int, ...], starts: np.ndarray | None = None, length: int = 0
-    ) -> torch.Tensor:
-        """(len(rows), len(leads), length) float32 on the device; `starts`: each record's window
-        start (None: the whole record)."""
-        leads = list(leads)
-        if self.resident:
-            r = torch.from_numpy(np.asarray(rows)).to(self.device)
-            x = self.signals[r][:, leads].float()
-            if starts is not None:
-                idx = torch.from_numpy(starts).to(self.device)[:, None]
-                idx = idx + torch.arange(length, device=self.device)
-                x = torch.gather(x, 2, idx[:, None, :].expand(-1, len(leads), -1))
-            base, gain = self.baseline[r][:, leads, None], self.gain[r][:, leads, None]
-        else:
-            x = self.data.signals[rows][:, leads]
-            if starts is not None:
-                idx = starts[:, None] + np.arange(length)[None, :]
-                x = np.take_along_axis(x, idx[:, None, :], axis=2)
-            x = torch.from_numpy(x.astype(np.float32)).to(self.device)
-            base = torch.from_numpy(self.data.baseline[rows][:, leads, None]).to(self.device)
-            gain = torch.from_numpy(self.data.gain[rows][:, leads, None]).to(self.device)
-        x = (x - base) / gain
-        return (x - self.mean[leads][None, :, None]) / self.std[leads][None, :, None]
-
-
-def _crop_starts(n: int, total: int, length: int, rng: np.random.Generator) -> np.ndarray | None:
-    """One random window start per record (None: the crop is the whole record)."""
-    return None if length >= total else rng.integers(0, total - length + 1, size=n)
 
 
 def _window_starts(total: int, length: int, stride: int) -> list[int]:
@@ -227,17 +172,31 @@ def window_geometry(cfg: TrainConfig, sampling_rate: int, total: int) -> tuple[i
     return length, _window_starts(total, length, stride)
 
 
+def use_graphs(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether the step runs as one CUDA graph: `graphs` auto means on CUDA devices."""
+    if cfg.graphs == "on" and device.type != "cuda":
+        raise UserError(f"graphs on: CUDA graphs need a CUDA device, this stage runs on {device}")
+    return cfg.graphs != "off" and device.type == "cuda"
+
+
 @torch.no_grad()
+def window_probabilities(
+    net: ContrastiveNet, x: torch.Tensor, meta: torch.Tensor, cfg: TrainConfig, length: int, starts: list[int]
+) -> torch.Tensor:
+    """Sigmoid scores (b, 5), on the device, of standardized records `x` (b, leads, T): the sigmoid
+    outputs of their sliding windows averaged per record (the PTB-XL benchmark's recipe)."""
+    net.eval()
+    windows = torch.cat([x[:, :, a : a + length] for a in starts])  # (W*b, L, length)
+    with autocast(cfg.precision, x.device):
+        _, logits = net(windows, meta.repeat(len(starts), 1))
+    return torch.sigmoid(logits.float()).reshape(len(starts), len(x), -1).mean(dim=0)
+
+
 def window_scores(
     net: ContrastiveNet, x: torch.Tensor, meta: torch.Tensor, cfg: TrainConfig, length: int, starts: list[int]
 ) -> np.ndarray:
-    """Sigmoid scores (b, 5) of standardized records `x` (b, leads, T): the sigmoid outputs of
-    their sliding windows averaged per record (the PTB-XL benchmark's recipe)."""
-    net.eval()
-    windows = torch.cat([x[:, :, a : a + length] for a in starts])  # (W*b, L, length)
-    with _autocast(cfg, x.device):
-        _, logits = net(windows, meta.repeat(len(starts), 1))
-    return torch.sigmoid(logits.float()).cpu().numpy().reshape(len(starts), len(x), -1).mean(axis=0)
+    """window_probabilities on the host, as numpy."""
+    return window_probabilities(net, x, meta, cfg, length, starts).cpu().numpy()
 
 
 def predict(
@@ -245,18 +204,24 @@ def predict(
     signals: Signals,
     rows: np.ndarray,
     cfg: TrainConfig,
-    batch_records: int = 64,
+    batch_records: int | None = None,
 ) -> np.ndarray:
-    """Sigmoid scores (n, 5) of dataset rows: each record's sliding windows averaged."""
+    """Sigmoid scores (n, 5) of dataset rows: each record's sliding windows averaged.
+
+    On a GPU, many records at a time (`batch_records` default 512: thousands of windows per
+    forward) and the scores kept on the device until one copy at the end; on a CPU, 64 at a time."""
     data, device = signals.data, signals.device
+    batch_records = batch_records or (512 if device.type == "cuda" else 64)
     leads = cfg.lead_indices
     length, starts = window_geometry(cfg, data.sampling_rate, data.signals.shape[2])
-    out = np.zeros((len(rows), len(CLASSES)), dtype=np.float32)
+    out = []
     for s in range(0, len(rows), batch_records):
         r = rows[s : s + batch_records]
         meta = torch.from_numpy(data.meta[r]).to(device)
-        out[s : s + len(r)] = window_scores(net, signals.batch(r, leads), meta, cfg, length, starts)
-    return out
+        out.append(window_probabilities(net, signals.batch(r, leads), meta, cfg, length, starts))
+    if not out:
+        return np.zeros((0, len(CLASSES)), dtype=np.float32)
+    return torch.cat(out).cpu().numpy()
 
 
 def evaluate(
@@ -283,6 +248,41 @@ def evaluate(
     return result
 
 
+@torch.no_grad()
+def compute_teacher_cache(
+    teacher: dict, data: PTBXL, cfg: TrainConfig, batch_records: int | None = None
+) -> TeacherCache:
+    """The teacher's embedding (eval mode, `cfg`'s precision) of every training record at
+    `cfg.teacher_cache` crop starts spread over the record: what a student trial with that setting
+    reads instead of running the teacher (same numbers as the teacher's forward on those crops)."""
+    cfg = cfg.resolved()
+    device = pick_device(cfg.device)
+    net = import_net(teacher, "teacher").to(device).eval()
+    signals = Signals(data, device)
+    total, length = data.signals.shape[2], _crop_length(cfg, data)
+    grid = crop_grid(total, length, max(1, cfg.teacher_cache))
+    rows = data.split("train")
+    batch_records = batch_records or (64 if device.type == "cuda" else 32)  # x P windows a forward
+    out = None
+    for s in range(0, len(rows), batch_records):
+        r = rows[s : s + batch_records]
+        x = signals.batch(r, tuple(range(12)))
+        meta = torch.from_numpy(data.meta[r]).to(device)
+        windows = torch.cat([x[:, :, a : a + length] for a in grid])  # (P*b, 12, length)
+        with autocast(cfg.precision, device):
+            v = net.embed(windows, meta.repeat(len(grid), 1))
+        v = v.reshape(len(grid), len(r), -1).transpose(0, 1)  # (b, P, E)
+        if out is None:
+            out = torch.empty((len(rows), len(grid), v.shape[-1]), dtype=v.dtype)
+        out[s : s + len(r)] = v.cpu()
+    del net, signals
+    if device.type == "cuda":  # the training that follows in this process gets the memory back
+        torch.cuda.empty_cache()
+    if out.dtype == torch.bfloat16:
+        return TeacherCache(grid, length, rows, out.view(torch.uint16).numpy(), "bfloat16")
+    return TeacherCache(grid, length, rows, out.float().numpy(), "float32")
+
+
 # -------------------------------------------------------------------------------- the stage
 
 
@@ -303,6 +303,12 @@ class StageResult:
 EpochCallback = Callable[[dict, Callable[[], dict]], "bool | None"]
 
 
+def _frozen(net: nn.Module) -> nn.Module:
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
 def train_stage(
     cfg: TrainConfig,
     data: PTBXL,
@@ -310,36 +316,59 @@ def train_stage(
     on_epoch: EpochCallback | None = None,
     resume: dict | None = None,
     progress: bool = False,
+    cache: TeacherCache | None = None,
 ) -> StageResult:
-    """Train one stage. `teacher` (export_net's dict) is required for the student stage.
+    """Train one stage. `teacher` (export_net's dict) is required for the student stage; `cache`
+    (`compute_teacher_cache(teacher, ...)`) replaces the teacher's forward when `cfg.teacher_cache`
+    asks for it (computed here if not given).
 
     After every epoch `on_epoch(metrics, state)` is called; `state()` returns everything needed to
     resume (model, optimizer, scheduler, epoch, history) for a checkpoint, and a True return stops
-    training. `resume` is such a state: training continues after its epoch, bit-for-bit as if it
-    had not stopped (the shuffle and crops of epoch e are seeded by (seed, e)).
+    training. `resume` is such a state: training continues after its epoch, bit-for-bit on a CPU as
+    if it had not stopped (the shuffle and crops of epoch e are seeded by (seed, e)).
     """
+    t_setup = time.perf_counter()
     cfg = cfg.resolved()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    graphed = use_graphs(cfg, device)
     torch.manual_seed(cfg.seed)
     net = ContrastiveNet(cfg.model_config()).to(device)
-    leads = cfg.lead_indices
     teacher_net = None
     if cfg.stage == "student":
         if teacher is None:
             raise UserError("the student stage needs a teacher checkpoint (--teacher), or use --baseline")
         check_teacher(teacher, "teacher", cfg.embedding_size)
-        teacher_net = import_net(teacher, "teacher").to(device).eval()
-        for p in teacher_net.parameters():
-            p.requires_grad_(False)
+        teacher_net = _frozen(import_net(teacher, "teacher").to(device).eval())
         net.classifier.load_state_dict(teacher_net.classifier.state_dict())
-        for p in net.classifier.parameters():  # the pseudo-classifier stays the teacher's
-            p.requires_grad_(False)
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        _frozen(net.classifier)  # the pseudo-classifier stays the teacher's
+        if cfg.teacher_cache and cache is None:
+            if progress:
+                print(
+                    f"computing the teacher's embeddings at {cfg.teacher_cache} crops per record",
+                    file=sys.stderr,
+                )
+            cache = compute_teacher_cache(teacher, data, cfg)
+        if cfg.teacher_cache:
+            if cache.length != _crop_length(cfg, data) or len(cache.grid) > cfg.teacher_cache:
+                raise UserError(
+                    f"teacher cache of {len(cache.grid)} crops of {cache.length} samples: this student "
+                    f"asks for {cfg.teacher_cache} crops of {_crop_length(cfg, data)}"
+                )
+    cache = cache if cfg.stage == "student" and cfg.teacher_cache else None
+    total = data.signals.shape[2]
+    length = _crop_length(cfg, data)
     train_rows = data.split("train")
     steps_per_epoch = max(1, math.ceil(len(train_rows) / cfg.batch_size))
+
+    step = _train_step(cfg, data, device, net, teacher_net, cache, graphed)
+    net, optimizer = step.net, step.optimizer
+    lr_t = optimizer.param_groups[0]["lr"] if graphed else None
+    beta1_t = optimizer.param_groups[0]["betas"][0] if graphed else None
+    for group in optimizer.param_groups:  # as a fresh optimizer: a float lr, no earlier schedule
+        group["lr"] = cfg.lr
+        group.pop("initial_lr", None)
     if cfg.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch
@@ -348,22 +377,22 @@ def train_stage(
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
     history: list[dict] = []
     start_epoch = 0
+    load_optimizer_state(optimizer, None)  # a reused step's moments start from zero
     if resume is not None:
         net.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
+        load_optimizer_state(optimizer, resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         history = list(resume["history"])
         start_epoch = int(resume["epoch"]) + 1
-    total = data.signals.shape[2]
-    length = int(cfg.crop_seconds * data.sampling_rate) if cfg.crop_seconds else total
-    signals = Signals(data, device)
-    bce = nn.BCEWithLogitsLoss()
-    all_leads = tuple(range(12))
+    if graphed:
+        keep_tensor_hyperparameters(optimizer, lr_t, beta1_t)
+    signals = step.signals
+    grid = None if cache is None else cache.grid
 
     def state(epoch: int) -> dict:
         return {
-            "model": net.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "model": {k: v.clone() for k, v in net.state_dict().items()},
+            "optimizer": portable_optimizer_state(optimizer),
             "scheduler": scheduler.state_dict(),
             "epoch": epoch,
             "history": history,
@@ -372,17 +401,17 @@ def train_stage(
             "data": data_stats(data),
         }
 
+    setup_seconds = None
     for epoch in range(start_epoch, cfg.epochs):
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 1000 + epoch)
-        order = rng.permutation(train_rows)
+        plan = epoch_plan(train_rows, rng, cfg.batch_size, total, length, grid=grid, pad=graphed)
         net.train()
-        if teacher_net is not None:
+        if cfg.stage == "student":
             net.classifier.eval()  # frozen: no dropout either, it is the teacher's function
-        # loss, bce, sim summed on the device, read once per epoch: no host sync inside the epoch
-        sums = torch.zeros(3, dtype=torch.float64, device=device)
-        batches = range(0, len(order), cfg.batch_size)
+        step.start_epoch(plan)
+        batches = plan.batches()
         if progress:
             from tqdm import tqdm
 
@@ -393,30 +422,16 @@ def train_stage(
                 leave=False,
                 file=sys.stderr,
             )
-        for s in batches:
-            rows = np.sort(order[s : s + cfg.batch_size])  # sorted: faster reads from the memmap
-            starts = _crop_starts(len(rows), total, length, rng)
-            # the student's teacher reads all 12 leads of the same crop
-            x_all = signals.batch(rows, all_leads if teacher_net is not None else leads, starts, length)
-            x = x_all[:, list(leads)] if teacher_net is not None else x_all
-            meta = torch.from_numpy(data.meta[rows]).to(device)
-            y = torch.from_numpy(data.labels[rows]).to(device)
-            with _autocast(cfg, device):
-                vx, logits = net(x, meta)
-                loss_bce = bce(logits.float(), y)
-                if teacher_net is not None:
-                    with torch.no_grad():
-                        v12 = teacher_net.embed(x_all, meta)
-                    loss_sim = similarity(cfg.sim, v12.float(), vx.float())
-                else:
-                    loss_sim = torch.zeros((), device=device)
-                loss = loss_bce + cfg.alpha * loss_sim
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        for first, last in batches:
+            step(first, last)
+            if setup_seconds is None:  # until the first step is done: model, data upload, capture
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                setup_seconds = time.perf_counter() - t_setup
             scheduler.step()
-            sums += torch.stack([loss, loss_bce, loss_sim]).detach().double() * len(rows)
-        train_loss, bce_loss, sim_loss = (sums / len(order)).tolist()
+            if graphed:
+                keep_tensor_hyperparameters(optimizer, lr_t, beta1_t)
+        train_loss, bce_loss, sim_loss = step.epoch_means(plan.records)
         train_seconds = time.perf_counter() - t0
         val = evaluate(net, signals, "val", cfg)
         metrics = {
@@ -426,10 +441,12 @@ def train_stage(
             "sim_loss": sim_loss,
             "val_macro_auc": val["macro_auc"],
             **{f"val_auc_{c}": a for c, a in val["per_class_auc"].items()},
-            "lr": optimizer.param_groups[0]["lr"],
+            "lr": float(optimizer.param_groups[0]["lr"]),
             "train_seconds": train_seconds,
             "epoch_seconds": time.perf_counter() - t0,
-            "samples_per_s": len(order) / train_seconds,
+            "samples_per_s": plan.records / train_seconds,
+            "setup_seconds": setup_seconds,
+            "graphs": graphed,
         }
         if device.type == "cuda":  # what --gpus-per-trial must leave room for (plus the CUDA context)
             metrics["gpu_max_allocated_MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -443,7 +460,63 @@ def train_stage(
             )
         if on_epoch is not None and on_epoch(metrics, lambda e=epoch: state(e)):
             break
-    return StageResult(cfg, net, history, device, data_stats(data))
+    return StageResult(cfg, detached_copy(net) if graphed else net, history, device, data_stats(data))
+
+
+def _crop_length(cfg: TrainConfig, data: PTBXL) -> int:
+    """Training crop length in samples (the whole record when crop_seconds is 0)."""
+    total = data.signals.shape[2]
+    return int(cfg.crop_seconds * data.sampling_rate) if cfg.crop_seconds else total
+
+
+def _train_step(
+    cfg: TrainConfig,
+    data: PTBXL,
+    device: torch.device,
+    net: ContrastiveNet,
+    teacher_net: ContrastiveNet | None,
+    cache: TeacherCache | None,
+    graphed: bool,
+) -> TrainStep:
+    """The stage's TrainStep. Graphed, the process's last captured step is reused when its shapes
+    and baked-in settings match: this trial's fresh weights (and teacher, cache, alpha) are copied
+    into it, so it is not captured again (Ray Tune's reused actors run trial after trial)."""
+    key = (
+        str(device),
+        data.content_key(),
+        cfg.stage,
+        cfg.leads,
+        cfg.batch_size,
+        cfg.crop_seconds,
+        cfg.precision,
+    ) + (cfg.sim, cfg.weight_decay, repr(net.cfg), None if cache is None else cache.embeddings.shape)
+    step = reusable(key) if graphed else None
+    if step is not None:
+        with torch.no_grad():
+            step.net.load_state_dict(net.state_dict())
+            if step.teacher is not None:
+                step.teacher.load_state_dict(teacher_net.state_dict())
+            if step.cache is not None:
+                step.cache.embeddings.copy_(cache.on(device).embeddings)
+            step.alpha.fill_(cfg.alpha)
+        return step
+    params = [p for p in net.parameters() if p.requires_grad]
+    step = TrainStep(
+        net,
+        make_optimizer(params, cfg.lr, cfg.weight_decay, graphed),
+        Signals(data, device),
+        cfg.lead_indices,
+        _crop_length(cfg, data),
+        cfg.precision,
+        cfg.sim,
+        cfg.alpha,
+        teacher=None if cache is not None else teacher_net,
+        cache=None if cache is None else cache.on(device),
+        graphed=graphed,
+    )
+    if graphed:
+        remember(key, step)
+    return step
 
 
 def final_metrics(result: StageResult, data: PTBXL, with_ci: bool = True) -> tuple[dict, dict]:

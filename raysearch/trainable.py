@@ -16,7 +16,8 @@ from pathlib import Path
 
 import torch
 
-from raysearch.train import TrainConfig, train_stage
+from raysearch.batches import TeacherCache
+from raysearch.train import TrainConfig, compute_teacher_cache, train_stage
 
 STATE_FILE = "state.pt"
 _CONFIG_FIELDS = {f.name for f in fields(TrainConfig)}
@@ -33,14 +34,29 @@ def _resolve(ref):
     return ray.get(ref) if isinstance(ref, ray.ObjectRef) else ref
 
 
-def train_trial(config: dict, data=None, teachers: dict | None = None) -> None:
-    """The Tune function trainable. `data`: ref of a PTBXL; `teachers`: embedding size -> ref."""
+def cache_key(cfg: TrainConfig) -> str:
+    """Which cached teacher embeddings a student reads: its teacher (by embedding size) and the
+    crop grid and precision they were computed at."""
+    return f"{cfg.embedding_size}/{cfg.teacher_cache}/{cfg.crop_seconds:g}/{cfg.precision}"
+
+
+def teacher_cache_task(data, teacher: dict, config: dict) -> TeacherCache:
+    """Ray task: the teacher's embeddings for the students of `config` (train.compute_teacher_cache)."""
+    return compute_teacher_cache(teacher, data, trial_config(config))
+
+
+def train_trial(config: dict, data=None, teachers: dict | None = None, caches: dict | None = None) -> None:
+    """The Tune function trainable. `data`: ref of a PTBXL; `teachers`: embedding size -> ref;
+    `caches`: cache_key -> ref of the teacher's cached embeddings (students with teacher_cache)."""
     import ray
     from ray import tune
 
     cfg = trial_config(config)
     dataset = _resolve(data)
     teacher = _resolve(teachers[cfg.embedding_size]) if cfg.stage == "student" else None
+    cache = None
+    if cfg.stage == "student" and cfg.teacher_cache:
+        cache = _resolve(caches[cache_key(cfg.resolved())])
     checkpoint = tune.get_checkpoint()
     resume = load_trial_state(checkpoint) if checkpoint is not None else None
     restarts = 0 if resume is None else int(resume.get("restarts", 0)) + 1
@@ -55,7 +71,7 @@ def train_trial(config: dict, data=None, teachers: dict | None = None) -> None:
                 checkpoint=tune.Checkpoint.from_directory(d),
             )
 
-    train_stage(cfg, dataset, teacher=teacher, on_epoch=report, resume=resume)
+    train_stage(cfg, dataset, teacher=teacher, on_epoch=report, resume=resume, cache=cache)
     if torch.cuda.is_available():  # actors are reused: give the GPU memory back to the next trial
         torch.cuda.empty_cache()
 

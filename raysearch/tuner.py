@@ -313,6 +313,12 @@ def _describe(options, leads, arms, plans, space, space_note, data, sizes, sessi
         for lead in leads
     )
     resources = session.describe()
+    seen = (
+        f"its embeddings cached at {student.teacher_cache} crop positions (teacher_cache)"
+        if student.teacher_cache
+        else "its forward on every crop (teacher_cache 0)"
+    )
+    step = "as one CUDA graph" if student.graphs != "off" and session.device == "cuda" else "eager"
     lines = [
         f"raysearch: search {', '.join(leads)} leads, arms {' + '.join(arms)}, "
         f"{options.trials} trials per arm",
@@ -320,6 +326,7 @@ def _describe(options, leads, arms, plans, space, space_note, data, sizes, sessi
         f"  space    {space['_path']}{f' ({space_note})' if space_note else ''}",
         f"           teacher {teacher.arch} {teacher.width}x{teacher.depth}, students {student.arch} "
         f"{student.width}x{student.depth}, batch {student.batch_size}, {student.crop_seconds} s crops",
+        f"           students see the teacher through {seen}; training step {step}",
         f"  budget   {teachers}",
         f"           then {len(leads) * len(arms)} arm(s) x {options.trials} trials; epochs per trial: "
         f"{per_lead}",
@@ -398,6 +405,7 @@ def run_search(options: SearchOptions) -> dict:
             run_dir.progress["seconds_per_epoch"] = measured
             run_dir.save_progress()
         session.put_teachers(teachers)
+        session.put_teacher_caches([p.param_space for p in plans])
         stats_before = object_store_stats()
         for i, plan in enumerate(plans):
             if plan.name in stages:

@@ -3,6 +3,7 @@
 import json
 import shutil
 
+import torch
 from conftest import run_cli
 
 from raysearch.data import load_ptbxl, summary
@@ -54,6 +55,20 @@ def test_bad_inputs_are_one_line_errors(real_ptbxl, tmp_path):
         ),
         "unknown lead V9",
     )
+    if not torch.cuda.is_available():
+        _one_line_error(
+            run_cli(
+                "train",
+                "--data",
+                str(real_ptbxl),
+                "--baseline",
+                "--graphs",
+                "on",
+                "--out",
+                str(tmp_path / "g"),
+            ),
+            "graphs on: CUDA graphs need a CUDA device, this stage runs on cpu",
+        )
 
 
 def test_bad_records_exit_nonzero_and_skip(real_ptbxl, tmp_path):

@@ -23,6 +23,8 @@ LAYERS = [
     "metrics",
     "importance",
     "checkpoint",
+    "batches",
+    "step",
     "train",
     "inference",
     "deploy",

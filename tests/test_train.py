@@ -9,7 +9,7 @@ from conftest import run_cli
 
 from raysearch import UserError
 from raysearch.data import load_ptbxl
-from raysearch.train import Signals, TrainConfig, final_metrics, similarity, train_stage
+from raysearch.train import TrainConfig, final_metrics, train_stage
 
 TINY = {"width": 8, "depth": 2, "embedding_size": 16, "batch_size": 32, "n_boot": 100, "lr": 3e-3}
 
@@ -48,20 +48,6 @@ def test_baseline_has_its_own_trainable_classifier(data):
     assert all(h["sim_loss"] == 0 for h in base.history)
 
 
-@pytest.mark.parametrize("kind", ["l1", "l2", "cosine"])
-def test_similarity_definitions(kind):
-    a = torch.randn(4, 8)
-    assert similarity(kind, a, a.clone()).item() == pytest.approx(0.0, abs=1e-6)
-    assert similarity(kind, a, a + torch.randn(4, 8)).item() > 0
-    b = a + 1.0
-    expected = {"l1": 1.0, "l2": 1.0}
-    if kind in expected:
-        assert similarity(kind, a, b).item() == pytest.approx(expected[kind])
-    else:
-        assert similarity(kind, a, 3 * a).item() == pytest.approx(0.0, abs=1e-6)  # scale-free
-        assert similarity(kind, a, -a).item() == pytest.approx(2.0)
-
-
 def test_reproducible_and_resumable_on_cpu(data):
     cfg = TrainConfig(stage="baseline", leads="3", epochs=2, precision="fp32", **TINY)
     full = train_stage(cfg, data)
@@ -78,21 +64,6 @@ def test_reproducible_and_resumable_on_cpu(data):
     resumed = train_stage(cfg, data, resume=saved)
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in full.history]
     assert resumed.history[-1]["val_macro_auc"] == full.history[-1]["val_macro_auc"]
-
-
-def test_signals_on_the_device_equal_the_host_batches(data):
-    """The GPU path (samples resident on the device) computes what the host path and
-    PTBXL.standardized compute; checked on the CPU with the resident code path."""
-    cpu = torch.device("cpu")
-    host, resident = Signals(data, cpu, resident=False), Signals(data, cpu, resident=True)
-    rows, leads = np.sort(data.split("train")[:9]), (0, 1, 7)
-    full = data.standardized(rows, leads)
-    assert torch.equal(host.batch(rows, leads), torch.from_numpy(full))
-    assert torch.equal(resident.batch(rows, leads), torch.from_numpy(full))
-    starts = np.random.default_rng(0).integers(0, 750, size=len(rows))
-    crop = np.stack([full[i, :, a : a + 250] for i, a in enumerate(starts)])
-    assert torch.equal(host.batch(rows, leads, starts, 250), torch.from_numpy(crop))
-    assert torch.equal(resident.batch(rows, leads, starts, 250), torch.from_numpy(crop))
 
 
 def test_a_student_needs_a_matching_12_lead_teacher(data, teacher):

@@ -144,8 +144,11 @@ def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl):
         assert any(t.endswith(tag) for t in tags), tag
 
 
-def test_search_on_real_subset_with_a_given_teacher(ray_env, real_ptbxl):
+def test_search_on_real_subset_with_a_given_teacher_and_its_cached_embeddings(ray_env, real_ptbxl):
     env, space, storage = ray_env
+    space.write_text(
+        micro().replace("constants: {arch: resnet1d,", "constants: {teacher_cache: 5, arch: resnet1d,")
+    )
     teacher = storage.parent / "teacher"
     made = subprocess.run(
         [
@@ -175,7 +178,7 @@ def test_search_on_real_subset_with_a_given_teacher(ray_env, real_ptbxl):
         text=True,
     )
     assert made.returncode == 0, made.stderr
-    finish(
+    out = finish(
         start_search(
             env,
             space,
@@ -190,7 +193,12 @@ def test_search_on_real_subset_with_a_given_teacher(ray_env, real_ptbxl):
             str(teacher),
         )
     )
+    # the teacher's embeddings computed once, before the students, which read them
+    assert "students see the teacher through its embeddings cached at 5 crop positions" in out, out
+    assert re.search(r"teacher embeddings cached for the students \(24/5/2.5/fp32", out), out
     summary = json.loads((storage / "run" / "summary.json").read_text())
+    best = json.loads((Path(summary["leads"]["2"]["student"]["best_dir"]) / "config.json").read_text())
+    assert best["config"]["teacher_cache"] == 5
     r = summary["leads"]["2"]["student"]
     assert list(summary["leads"]["2"]) == ["student"] and r["trials"] == 2
     assert r["best_config"]["embedding_size"] == 24  # the given teacher's size, no teacher stage

@@ -1,0 +1,350 @@
+"""One training step: forward, loss, backward and AdamW, run eagerly or replayed as one CUDA graph.
+
+    loss = BCEWithLogits(logits, y) + alpha * sim(v12, vx),   v12 = frozen teacher, same crop
+    sim:  l1     = mean |v12 - vx|              (mean absolute difference over batch and dims)
+          l2     = mean (v12 - vx)^2            (mean squared difference)
+          cosine = mean (1 - cos(v12, vx))     (per record, averaged over the batch)
+
+A trial's network is small: eagerly, a GPU spends its time waiting for the host to launch hundreds
+of small kernels. On CUDA (`graphs`) the whole step, batch cropping and loss sums included, is
+captured once as a CUDA graph and replayed for every batch: static device buffers receive the
+batch's row indices and crop starts, the learning rate and AdamW's beta1 live in device tensors the
+schedule fills, and nothing in an epoch waits for the host. Shapes are fixed, so the epoch's last
+partial batch is padded (batches.epoch_plan) and the padding weighted 0 in the loss. A process
+keeps its last captured step: the next trial of the same shapes (Ray Tune's reused actors) loads
+its fresh weights into it instead of capturing again.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import torch
+from torch import nn
+
+from raysearch.batches import CachedEmbeddings, EpochPlan, Signals
+from raysearch.errors import UserError
+from raysearch.models import ContrastiveNet
+
+WARMUP_STEPS = 3  # eager steps on a side stream before capture (allocator, cuBLAS/cuDNN workspaces)
+
+
+def similarity(kind: str, v12: torch.Tensor, vx: torch.Tensor, weight: torch.Tensor | None = None):
+    """The similarity loss between teacher and student embeddings: 0 when they are identical.
+    `weight` (b,): per-record weights of a weighted mean (padding at 0)."""
+    if kind == "l1":
+        per = (v12 - vx).abs()
+    elif kind == "l2":
+        per = (v12 - vx) ** 2
+    elif kind == "cosine":
+        per = 1.0 - nn.functional.cosine_similarity(v12, vx, dim=1)
+    else:
+        raise ValueError(f"unknown similarity {kind!r}")
+    if weight is None:
+        return per.mean()
+    per = per.mean(dim=1) if per.dim() == 2 else per
+    return (per * weight).sum() / weight.sum()
+
+
+def autocast(precision: str, device: torch.device, cache: bool = True):
+    """Mixed precision per the config (fp16 needs CUDA); `cache=False` inside CUDA-graph capture."""
+    if precision == "fp32":
+        return torch.autocast(device.type, enabled=False)
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError("precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)
+
+
+class TrainStep:
+    """forward + loss + backward + optimizer step of one stage; `sums` holds (loss, bce, sim)
+    summed over the epoch's records, on the device, read once per epoch.
+
+    `net` trains; `teacher` (student stage) is the frozen 12-lead teacher, or `cache` its embeddings
+    precomputed on a crop grid. `graphed`: capture on the first batch, replay afterwards (CUDA,
+    resident signals, the optimizer built by `make_optimizer(..., graphed=True)`).
+    """
+
+    def __init__(
+        self,
+        net: ContrastiveNet,
+        optimizer: torch.optim.Optimizer,
+        signals: Signals,
+        leads: tuple[int, ...],
+        length: int,
+        precision: str,
+        sim: str,
+        alpha: float,
+        teacher: ContrastiveNet | None = None,
+        cache: CachedEmbeddings | None = None,
+        graphed: bool = False,
+    ):
+        self.net, self.optimizer, self.signals = net, optimizer, signals
+        self.leads, self.length, self.precision, self.sim = tuple(leads), length, precision, sim
+        self.teacher, self.cache, self.graphed = teacher, cache, graphed
+        self.device = signals.device
+        self.bce = nn.BCEWithLogitsLoss()
+        self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)
+        # alpha in a device tensor when graphed: a reused graph serves trials of any alpha
+        self.alpha = torch.tensor(alpha, device=self.device) if graphed else alpha
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.plan: dict[str, torch.Tensor | np.ndarray | None] = {}
+
+    # --------------------------------------------------------------------------- the math
+
+    def _loss(self, rows, starts, positions, weight):
+        """(loss, bce, sim) of one batch; rows/starts/positions are numpy on a CPU, device tensors
+        when the signals are resident."""
+        student = self.teacher is not None or self.cache is not None
+        full = student and self.cache is None  # the teacher reads all 12 leads of the same crop
+        crop_leads = tuple(range(12)) if full else self.leads
+        length = self.length if starts is not None else 0
+        s = self.signals
+        if s.resident:
+            x_all = s.crop(rows, crop_leads, starts, length)
+            x = x_all.index_select(1, s.lead_index(self.leads)) if full else x_all
+            meta, y = s.meta.index_select(0, rows), s.labels.index_select(0, rows)
+        else:
+            x_all = s.batch(rows, crop_leads, starts, length)
+            x = x_all[:, list(self.leads)] if full else x_all
+            meta = torch.from_numpy(s.data.meta[rows]).to(self.device)
+            y = torch.from_numpy(s.data.labels[rows]).to(self.device)
+        with autocast(self.precision, self.device, cache=not self.graphed):
+            vx, logits = self.net(x, meta)
+            if weight is None:
+                loss_bce = self.bce(logits.float(), y)
+            else:
+                per = nn.functional.binary_cross_entropy_with_logits(logits.float(), y, reduction="none")
+                loss_bce = (per.mean(dim=1) * weight).sum() / weight.sum()
+            if not student:
+                loss_sim = torch.zeros((), device=self.device)
+            else:
+                with torch.no_grad():
+                    if self.cache is not None:
+                        if not torch.is_tensor(positions):
+                            positions = torch.from_numpy(positions).to(self.device)
+                            rows = torch.from_numpy(rows).to(self.device)
+                        v12 = self.cache.lookup(rows, positions)
+                    else:
+                        v12 = self.teacher.embed(x_all, meta)
+                loss_sim = similarity(self.sim, v12.float(), vx.float(), weight)
+            loss = loss_bce + self.alpha * loss_sim
+        return loss, loss_bce, loss_sim
+
+    def _step(self, rows, starts, positions, weight) -> None:
+        loss, loss_bce, loss_sim = self._loss(rows, starts, positions, weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        count = len(rows) if weight is None else weight.sum()
+        self.sums += torch.stack([loss, loss_bce, loss_sim]).detach().double() * count
+
+    # ----------------------------------------------------------------------------- epochs
+
+    def start_epoch(self, plan: EpochPlan) -> None:
+        """Zero the sums; on a resident device, copy the epoch's plan there in one go."""
+        self.sums.zero_()
+        fields = {k: getattr(plan, k) for k in ("rows", "starts", "positions", "weights")}
+        if self.signals.resident:
+            fields = {k: v if v is None else torch.from_numpy(v).to(self.device) for k, v in fields.items()}
+        self.plan = fields
+
+    def __call__(self, first: int, last: int) -> None:
+        """Train on the plan's batch [first, last)."""
+        p = {k: None if v is None else v[first:last] for k, v in self.plan.items()}
+        if not self.graphed:  # eager: the partial last batch as it is, plain means
+            self._step(p["rows"], p["starts"], p["positions"], None)
+            return
+        if self.graph is None:
+            self._capture(p)
+        for k, v in p.items():
+            if v is not None:
+                self.static[k].copy_(v)
+        self.graph.replay()
+
+    def _capture(self, p: dict) -> None:
+        """Warm up on a side stream, capture one step, then undo the warm-up's updates."""
+        self.static = {k: None if v is None else v.clone() for k, v in p.items()}
+        saved_net = {k: v.clone() for k, v in self.net.state_dict().items()}
+        saved_opt = {q: {k: v.clone() for k, v in st.items()} for q, st in self.optimizer.state.items()}
+        saved_sums = self.sums.clone()
+        args = (self.static["rows"], self.static["starts"], self.static["positions"], self.static["weights"])
+        side = torch.cuda.Stream(self.device)
+        side.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(side):
+            for _ in range(WARMUP_STEPS):
+                self._step(*args)
+        torch.cuda.current_stream(self.device).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        self.optimizer.zero_grad(set_to_none=True)  # the graph's backward allocates its own grads
+        with torch.cuda.graph(self.graph):
+            self._step(*args)
+        with torch.no_grad():
+            for k, v in self.net.state_dict().items():
+                v.copy_(saved_net[k])
+            for q, st in self.optimizer.state.items():
+                for k, v in st.items():  # a state the warm-up created starts from zero, as AdamW's
+                    if q in saved_opt:
+                        v.copy_(saved_opt[q][k])
+                    else:
+                        v.zero_()
+            self.sums.copy_(saved_sums)
+
+    def epoch_means(self, records: int) -> list[float]:
+        """(loss, bce, sim) averaged over the epoch's records: the epoch's one host read."""
+        return (self.sums / records).tolist()
+
+
+# ------------------------------------------------------------------------------- optimizer
+
+
+class CapturableAdamW(torch.optim.AdamW):
+    """torch.optim.AdamW's update, written with multi-tensor (foreach) kernels that take the
+    learning rate and beta1 as device tensors: capturable in a CUDA graph while a schedule moves
+    both (one-cycle moves beta1). torch's own capturable AdamW either reads a tensor beta1 back to
+    the host (its foreach form: a capture forbids that) or launches a dozen kernels per parameter
+    (its single-tensor form: markedly slower in a graph, BENCHMARKS.md "GPU"). Same state (step,
+    exp_avg, exp_avg_sq) and param groups as AdamW, so checkpoints move between the two;
+    tests/test_step.py checks the updates against torch.optim.AdamW under a one-cycle schedule."""
+
+    def __init__(self, params, lr: torch.Tensor, beta1: torch.Tensor, weight_decay: float):
+        super().__init__(
+            params,
+            lr=lr,
+            betas=(beta1, torch.tensor(0.999, device=beta1.device)),
+            weight_decay=weight_decay,
+            foreach=False,
+            capturable=True,
+        )
+        for group in self.param_groups:  # beta2 stays constant: a float
+            group["betas"] = (group["betas"][0], 0.999)
+
+    @torch.no_grad()
+    def step(self, closure=None) -> None:  # no closure: one loss per step, computed by TrainStep
+        for group in self.param_groups:
+            params = [p for p in group["params"] if p.grad is not None]
+            if not params:
+                continue
+            for p in params:
+                if not self.state[p]:  # AdamW's state, capturable: the step count on the device
+                    self.state[p].update(
+                        step=torch.zeros((), dtype=torch.float32, device=p.device),
+                        exp_avg=torch.zeros_like(p, memory_format=torch.preserve_format),
+                        exp_avg_sq=torch.zeros_like(p, memory_format=torch.preserve_format),
+                    )
+            grads = [p.grad for p in params]
+            steps = [self.state[p]["step"] for p in params]
+            m = [self.state[p]["exp_avg"] for p in params]
+            v = [self.state[p]["exp_avg_sq"] for p in params]
+            lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+            torch._foreach_add_(steps, 1)
+            torch._foreach_mul_(params, 1 - lr * group["weight_decay"])  # decoupled weight decay
+            torch._foreach_mul_(m, beta1)
+            torch._foreach_add_(m, torch._foreach_mul(grads, 1 - beta1))
+            torch._foreach_mul_(v, beta2)
+            torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
+            step = steps[0]  # every parameter of a group steps together
+            bias1, bias2_sqrt = 1 - beta1**step, (1 - beta2**step).sqrt()
+            denom = torch._foreach_sqrt(v)
+            torch._foreach_div_(denom, bias2_sqrt)
+            torch._foreach_add_(denom, eps)
+            torch._foreach_mul_(denom, -bias1 / lr)  # param -= lr / bias1 * m / denom
+            torch._foreach_addcdiv_(params, m, denom)
+
+
+def make_optimizer(params, lr: float, weight_decay: float, graphed: bool) -> torch.optim.AdamW:
+    """AdamW; graphed: CapturableAdamW, whose learning rate and beta1 live in device tensors the
+    schedule fills, so a replayed graph follows the schedule without recapturing."""
+    if not graphed:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    params = list(params)
+    device = params[0].device
+    return CapturableAdamW(
+        params, torch.tensor(lr, device=device), torch.tensor(0.9, device=device), weight_decay
+    )
+
+
+def keep_tensor_hyperparameters(optimizer: torch.optim.Optimizer, lr, beta1) -> None:
+    """Put the device tensors back where a scheduler or load_state_dict wrote plain floats
+    (OneCycleLR sets betas to a new tuple), filling them with those floats (no host sync)."""
+    for group in optimizer.param_groups:
+        if not torch.is_tensor(group["lr"]):
+            lr.fill_(group["lr"])
+            group["lr"] = lr
+        b1, b2 = group["betas"]
+        if not torch.is_tensor(b1):
+            beta1.fill_(b1)
+            group["betas"] = (beta1, b2)
+
+
+IMPLEMENTATION = ("capturable", "foreach", "fused", "differentiable")  # how a step runs, not what it does
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict | None) -> None:
+    """Load a saved state (None: a fresh one), whichever way the saving optimizer ran.
+
+    An optimizer a captured graph uses is loaded in place (the graph holds the addresses of its
+    moment tensors). Otherwise the usual way, keeping this optimizer's own implementation flags
+    (a checkpoint of a graphed trial resumes eagerly on a CPU, and the reverse) and, when it is
+    capturable, its step counts on the device as capturable AdamW needs them."""
+    if not optimizer.state:
+        if state is None:
+            return
+        flags = [{k: g[k] for k in IMPLEMENTATION if k in g} for g in optimizer.param_groups]
+        optimizer.load_state_dict(state)
+        for group, own in zip(optimizer.param_groups, flags, strict=True):
+            group.update(own)
+            for p in group["params"] if group.get("capturable") else []:
+                if "step" in optimizer.state[p]:
+                    optimizer.state[p]["step"] = optimizer.state[p]["step"].to(p.device, torch.float32)
+        return
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    with torch.no_grad():
+        for i, p in enumerate(params):
+            for k, v in optimizer.state[p].items():
+                if state is None:
+                    v.zero_()
+                else:
+                    v.copy_(state["state"][i][k])
+    for group, saved in zip(optimizer.param_groups, state["param_groups"] if state else [], strict=False):
+        # plain floats here; keep_tensor_hyperparameters fills the graph's tensors with them
+        group["lr"], group["betas"] = float(saved["lr"]), (float(saved["betas"][0]), group["betas"][1])
+
+
+def portable_optimizer_state(optimizer: torch.optim.Optimizer) -> dict:
+    """A copy of optimizer.state_dict() with device-tensor hyperparameters as floats: a checkpoint
+    resumes anywhere (graphed or eager, GPU or CPU)."""
+    state = optimizer.state_dict()
+    # copies: a reused step overwrites its tensors in place when the next trial starts
+    state["state"] = {i: {k: v.clone() for k, v in st.items()} for i, st in state["state"].items()}
+    groups = []
+    for g in state["param_groups"]:
+        g = dict(g)
+        g["lr"] = float(g["lr"])
+        g["betas"] = tuple(float(b) for b in g["betas"])  # torch.optim wants both floats or both tensors
+        groups.append(g)
+    return {**state, "param_groups": groups}
+
+
+# --------------------------------------------------------------------- reuse across trials
+
+_LAST: dict = {}  # key -> the process's last graphed TrainStep (one: memory stays bounded)
+
+
+def reusable(key: tuple) -> TrainStep | None:
+    """The process's last graphed step if it was captured for `key`, else None (and it is freed)."""
+    step = _LAST.get(key)
+    if step is None:
+        _LAST.clear()
+    return step
+
+
+def remember(key: tuple, step: TrainStep) -> None:
+    _LAST.clear()
+    _LAST[key] = step
+
+
+def detached_copy(net: ContrastiveNet) -> ContrastiveNet:
+    """A copy of a graphed step's network for the caller: the next trial reuses the original."""
+    return copy.deepcopy(net)
