@@ -166,7 +166,7 @@ class CachedEmbeddings:
     """A TeacherCache on the training device: `lookup(rows, positions)` -> (b, E) float32."""
 
     def __init__(self, cache: TeacherCache, device: torch.device):
-        emb = torch.from_numpy(np.asarray(cache.embeddings))
+        emb = torch.from_numpy(np.array(cache.embeddings))  # writable: a Ray buffer is read-only
         if cache.dtype == "bfloat16":
             emb = emb.view(torch.bfloat16)
         self.embeddings = emb.to(device)
