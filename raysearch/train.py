@@ -351,11 +351,7 @@ def train_stage(
                 )
             cache = compute_teacher_cache(teacher, data, cfg)
         if cfg.teacher_cache:
-            if cache.length != _crop_length(cfg, data) or len(cache.grid) > cfg.teacher_cache:
-                raise UserError(
-                    f"teacher cache of {len(cache.grid)} crops of {cache.length} samples: this student "
-                    f"asks for {cfg.teacher_cache} crops of {_crop_length(cfg, data)}"
-                )
+            _check_cache(cache, cfg, data)
     cache = cache if cfg.stage == "student" and cfg.teacher_cache else None
     total = data.signals.shape[2]
     length = _crop_length(cfg, data)
@@ -461,6 +457,18 @@ def train_stage(
         if on_epoch is not None and on_epoch(metrics, lambda e=epoch: state(e)):
             break
     return StageResult(cfg, detached_copy(net) if graphed else net, history, device, data_stats(data))
+
+
+def _check_cache(cache: TeacherCache, cfg: TrainConfig, data: PTBXL) -> None:
+    """A given teacher cache must hold the crops this student trains on."""
+    length = _crop_length(cfg, data)
+    if cache.length != length or not np.array_equal(
+        cache.grid, crop_grid(data.signals.shape[2], length, cfg.teacher_cache)
+    ):
+        raise UserError(
+            f"teacher cache of {len(cache.grid)} crops of {cache.length} samples: this student "
+            f"asks for {cfg.teacher_cache} crops of {length}"
+        )
 
 
 def _crop_length(cfg: TrainConfig, data: PTBXL) -> int:

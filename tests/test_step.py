@@ -110,6 +110,9 @@ def test_a_student_trains_on_cached_embeddings(data, teacher):
     assert [h["train_loss"] for h in again.history] == [h["train_loss"] for h in result.history]
     other = TrainConfig(stage="student", leads="4", epochs=1, teacher_cache=31, **{**TINY, "batch_size": 16})
     train_stage(other, data, teacher=teacher, cache=given)  # the cache does not depend on the batch size
+    with pytest.raises(UserError, match="this student asks for 11 crops of 250"):
+        fewer = TrainConfig(stage="student", leads="4", epochs=1, teacher_cache=11, **TINY)
+        train_stage(fewer, data, teacher=teacher, cache=given)
     with pytest.raises(UserError, match="teacher cache of 31 crops of 250 samples"):
         bad = TrainConfig(stage="student", leads="4", epochs=1, teacher_cache=31, crop_seconds=3.0, **TINY)
         train_stage(bad, data, teacher=teacher, cache=given)
