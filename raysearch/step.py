@@ -219,6 +219,20 @@ class CapturableAdamW(torch.optim.AdamW):
         )
         for group in self.param_groups:  # beta2 stays constant: a float
             group["betas"] = (group["betas"][0], 0.999)
+        # the tensors a captured step reads, whatever a scheduler later writes into the groups
+        self.lr_tensor, self.beta1_tensor = self.param_groups[0]["lr"], self.param_groups[0]["betas"][0]
+
+    def keep_tensor_hyperparameters(self) -> None:
+        """Put the device tensors back where a scheduler or load_state_dict wrote plain floats
+        (OneCycleLR sets betas to a new tuple), filling them with those floats (no host sync)."""
+        for group in self.param_groups:
+            if not torch.is_tensor(group["lr"]):
+                self.lr_tensor.fill_(group["lr"])
+                group["lr"] = self.lr_tensor
+            b1, b2 = group["betas"]
+            if not torch.is_tensor(b1):
+                self.beta1_tensor.fill_(b1)
+                group["betas"] = (self.beta1_tensor, b2)
 
     @torch.no_grad()
     def step(self, closure=None) -> None:  # no closure: one loss per step, computed by TrainStep
@@ -265,19 +279,6 @@ def make_optimizer(params, lr: float, weight_decay: float, graphed: bool) -> tor
     )
 
 
-def keep_tensor_hyperparameters(optimizer: torch.optim.Optimizer, lr, beta1) -> None:
-    """Put the device tensors back where a scheduler or load_state_dict wrote plain floats
-    (OneCycleLR sets betas to a new tuple), filling them with those floats (no host sync)."""
-    for group in optimizer.param_groups:
-        if not torch.is_tensor(group["lr"]):
-            lr.fill_(group["lr"])
-            group["lr"] = lr
-        b1, b2 = group["betas"]
-        if not torch.is_tensor(b1):
-            beta1.fill_(b1)
-            group["betas"] = (beta1, b2)
-
-
 IMPLEMENTATION = ("capturable", "foreach", "fused", "differentiable")  # how a step runs, not what it does
 
 
@@ -308,7 +309,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict | None) -
                 else:
                     v.copy_(state["state"][i][k])
     for group, saved in zip(optimizer.param_groups, state["param_groups"] if state else [], strict=False):
-        # plain floats here; keep_tensor_hyperparameters fills the graph's tensors with them
+        # plain floats here; CapturableAdamW.keep_tensor_hyperparameters fills its tensors with them
         group["lr"], group["betas"] = float(saved["lr"]), (float(saved["betas"][0]), group["betas"][1])
 
 

@@ -40,7 +40,7 @@ from raysearch.render import markdown, plot, plot_mattered, write_csv
 from raysearch.rundir import RunDir
 from raysearch.session import ClusterOptions, ray_session
 from raysearch.sources import DataOptions, open_dataset
-from raysearch.train import TrainConfig, evaluate_frozen
+from raysearch.train import TrainConfig, evaluate_frozen, teacher_source
 from raysearch.vocabulary import ARMS, CLASSES, PAPER_VAL_AUC, PSEUDO, TABLE_ROWS
 
 TEACHER = "teacher-12"  # the report's name for the 12-lead row's run
@@ -250,16 +250,9 @@ def _budget(configs: dict) -> str:
             parts.append(
                 f"{c.stage}: {c.arch} width {c.width} depth {c.depth}, {c.epochs} epochs, "
                 f"batch {c.batch_size}, {c.crop_seconds} s crops, {c.precision}"
-                + (f", {_teacher_source(c)}" if c.stage == "student" else "")
+                + (f", the teacher seen through {teacher_source(c)}" if c.stage == "student" else "")
             )
     return "; ".join(parts)
-
-
-def _teacher_source(c: TrainConfig) -> str:
-    """How a student saw its teacher: the forward on every crop, or cached embeddings on a grid."""
-    if c.teacher_cache:
-        return f"teacher embeddings cached at {c.teacher_cache} crop positions (teacher_cache)"
-    return "the teacher's forward on every crop (teacher_cache 0)"
 
 
 def _device(options: ClusterOptions) -> str:

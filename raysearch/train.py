@@ -52,7 +52,6 @@ from raysearch.step import (
     TrainStep,
     autocast,
     detached_copy,
-    keep_tensor_hyperparameters,
     load_optimizer_state,
     make_optimizer,
     portable_optimizer_state,
@@ -170,6 +169,13 @@ def window_geometry(cfg: TrainConfig, sampling_rate: int, total: int) -> tuple[i
     length, stride = window_size(cfg, sampling_rate)
     length = length or total
     return length, _window_starts(total, length, stride)
+
+
+def teacher_source(cfg: TrainConfig) -> str:
+    """How a student sees its teacher, in words (the search's opening lines, the report header)."""
+    if cfg.teacher_cache:
+        return f"its embeddings cached at {cfg.teacher_cache} crop positions (teacher_cache)"
+    return "its forward on every crop (teacher_cache 0)"
 
 
 def use_graphs(cfg: TrainConfig, device: torch.device) -> bool:
@@ -360,8 +366,6 @@ def train_stage(
 
     step = _train_step(cfg, data, device, net, teacher_net, cache, graphed)
     net, optimizer = step.net, step.optimizer
-    lr_t = optimizer.param_groups[0]["lr"] if graphed else None
-    beta1_t = optimizer.param_groups[0]["betas"][0] if graphed else None
     for group in optimizer.param_groups:  # as a fresh optimizer: a float lr, no earlier schedule
         group["lr"] = cfg.lr
         group.pop("initial_lr", None)
@@ -381,7 +385,7 @@ def train_stage(
         history = list(resume["history"])
         start_epoch = int(resume["epoch"]) + 1
     if graphed:
-        keep_tensor_hyperparameters(optimizer, lr_t, beta1_t)
+        optimizer.keep_tensor_hyperparameters()
     signals = step.signals
     grid = None if cache is None else cache.grid
 
@@ -426,7 +430,7 @@ def train_stage(
                 setup_seconds = time.perf_counter() - t_setup
             scheduler.step()
             if graphed:
-                keep_tensor_hyperparameters(optimizer, lr_t, beta1_t)
+                optimizer.keep_tensor_hyperparameters()
         train_loss, bce_loss, sim_loss = step.epoch_means(plan.records)
         train_seconds = time.perf_counter() - t0
         val = evaluate(net, signals, "val", cfg)
@@ -472,9 +476,8 @@ def _check_cache(cache: TeacherCache, cfg: TrainConfig, data: PTBXL) -> None:
 
 
 def _crop_length(cfg: TrainConfig, data: PTBXL) -> int:
-    """Training crop length in samples (the whole record when crop_seconds is 0)."""
-    total = data.signals.shape[2]
-    return int(cfg.crop_seconds * data.sampling_rate) if cfg.crop_seconds else total
+    """Training crop length in samples: the evaluation window, or the whole record."""
+    return window_size(cfg, data.sampling_rate)[0] or data.signals.shape[2]
 
 
 def _train_step(
@@ -489,15 +492,11 @@ def _train_step(
     """The stage's TrainStep. Graphed, the process's last captured step is reused when its shapes
     and baked-in settings match: this trial's fresh weights (and teacher, cache, alpha) are copied
     into it, so it is not captured again (Ray Tune's reused actors run trial after trial)."""
-    key = (
-        str(device),
-        data.content_key(),
-        cfg.stage,
-        cfg.leads,
-        cfg.batch_size,
-        cfg.crop_seconds,
-        cfg.precision,
-    ) + (cfg.sim, cfg.weight_decay, repr(net.cfg), None if cache is None else cache.embeddings.shape)
+    key = None
+    if graphed:
+        key = (str(device), data.content_key(), cfg.stage, cfg.leads, cfg.batch_size, cfg.crop_seconds)
+        key += (cfg.precision, cfg.sim, cfg.weight_decay, repr(net.cfg))
+        key += (None if cache is None else cache.embeddings.shape,)
     step = reusable(key) if graphed else None
     if step is not None:
         with torch.no_grad():

@@ -35,7 +35,7 @@ from raysearch.rundir import RunDir
 from raysearch.session import ClusterOptions, Session, ray_session
 from raysearch.sources import DataOptions, open_dataset
 from raysearch.space import embedding_sizes, load_space, stage_space, to_optuna, to_tune
-from raysearch.train import TrainConfig
+from raysearch.train import TrainConfig, teacher_source
 from raysearch.trainable import result_blob
 from raysearch.vocabulary import ARMS, CLASSES, HPARAMS, METRIC, MODE, PSEUDO, arm_name, parse_lead_list
 
@@ -313,11 +313,6 @@ def _describe(options, leads, arms, plans, space, space_note, data, sizes, sessi
         for lead in leads
     )
     resources = session.describe()
-    seen = (
-        f"its embeddings cached at {student.teacher_cache} crop positions (teacher_cache)"
-        if student.teacher_cache
-        else "its forward on every crop (teacher_cache 0)"
-    )
     step = "as one CUDA graph" if student.graphs != "off" and session.device == "cuda" else "eager"
     lines = [
         f"raysearch: search {', '.join(leads)} leads, arms {' + '.join(arms)}, "
@@ -326,7 +321,7 @@ def _describe(options, leads, arms, plans, space, space_note, data, sizes, sessi
         f"  space    {space['_path']}{f' ({space_note})' if space_note else ''}",
         f"           teacher {teacher.arch} {teacher.width}x{teacher.depth}, students {student.arch} "
         f"{student.width}x{student.depth}, batch {student.batch_size}, {student.crop_seconds} s crops",
-        f"           students see the teacher through {seen}; training step {step}",
+        f"           students see the teacher through {teacher_source(student)}; training step {step}",
         f"  budget   {teachers}",
         f"           then {len(leads) * len(arms)} arm(s) x {options.trials} trials; epochs per trial: "
         f"{per_lead}",

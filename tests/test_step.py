@@ -221,7 +221,7 @@ def test_evaluation_in_large_batches_equals_small_ones(data):
 def test_capturable_adamw_follows_torchs_adamw_under_one_cycle():
     """The graph's optimizer (tensor lr and beta1, foreach kernels) makes the updates of
     torch.optim.AdamW while one-cycle moves the learning rate and beta1 every step."""
-    from raysearch.step import CapturableAdamW, keep_tensor_hyperparameters, load_optimizer_state
+    from raysearch.step import CapturableAdamW, load_optimizer_state
 
     torch.manual_seed(0)
     ref = torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
@@ -230,10 +230,10 @@ def test_capturable_adamw_follows_torchs_adamw_under_one_cycle():
         torch.optim.AdamW(ref.parameters(), lr=3e-3, weight_decay=0.05),
         CapturableAdamW(net.parameters(), torch.tensor(3e-3), torch.tensor(0.9), weight_decay=0.05),
     ]
-    lr_t, beta1_t = opts[1].param_groups[0]["lr"], opts[1].param_groups[0]["betas"][0]
+    beta1_t = opts[1].beta1_tensor
     opts[1].param_groups[0]["lr"] = 3e-3  # as train_stage does: the scheduler starts from floats
     scheds = [torch.optim.lr_scheduler.OneCycleLR(o, max_lr=3e-3, total_steps=40) for o in opts]
-    keep_tensor_hyperparameters(opts[1], lr_t, beta1_t)
+    opts[1].keep_tensor_hyperparameters()
     for i in range(40):
         x = torch.randn(16, 6)
         for model, opt, sched in zip((ref, net), opts, scheds, strict=True):
@@ -241,7 +241,7 @@ def test_capturable_adamw_follows_torchs_adamw_under_one_cycle():
             model(x).pow(2).mean().backward()
             opt.step()
             sched.step()
-        keep_tensor_hyperparameters(opts[1], lr_t, beta1_t)
+        opts[1].keep_tensor_hyperparameters()
         if i == 20:  # a checkpoint of one loads into the other
             load_optimizer_state(opts[1], opts[0].state_dict())
     assert beta1_t.item() == pytest.approx(opts[0].param_groups[0]["betas"][0])
