@@ -42,18 +42,12 @@ def main() -> None:
         wall, summary = run_search(a.data, a.trials, storage, "cluster", extra)
     finally:
         cluster.shutdown()
-    per_stage = {}
-    stages = sorted(
-        d.name
-        for d in (storage / "cluster").iterdir()
-        if d.name.split("-")[0] in ("teacher", "student", "baseline")
-    )
-    for stage in stages:
-        counts = collections.Counter()
-        for result in (storage / "cluster" / stage).glob("*/result.json"):
-            node = json.loads(result.read_text().splitlines()[-1])["node_id"]
-            counts[names.get(node, node[:8])] += 1
-        per_stage[stage] = dict(counts)
+    per_stage = {}  # RUN_DIR/trials/ARM-ID: the arm is the name without its trial id
+    for result in (storage / "cluster" / "trials").glob("*-*/result.json"):
+        stage = result.parent.name.rsplit("-", 1)[0]
+        node = json.loads(result.read_text().splitlines()[-1])["node_id"]
+        per_stage.setdefault(stage, collections.Counter())[names.get(node, node[:8])] += 1
+    per_stage = {stage: dict(counts) for stage, counts in sorted(per_stage.items())}
     print(
         json.dumps(
             {

@@ -20,6 +20,10 @@ memory do not depend on the values), the bf16 matrix-product peak is measured in
 - `real`: a real PTB-XL subset (all of the validation fold, 2,500 training records; made from a
   PhysioNet folder by --make-subset, about 48 MB): validation macro-AUC after 3 epochs eager and
   graphed, for the teacher, the 4-lead baseline and the 4-lead student (four seeds).
+- `noise`: the same for the teacher and the 4-lead baseline, per seed eager twice, eager with the
+  learning rate nudged by one part in a million, and graphed: whether eager repeats itself, and
+  how far a numerically invisible change moves the AUC after 3 epochs (the yardstick for the
+  eager-graphed difference).
 """
 
 import argparse
@@ -228,19 +232,29 @@ def speed_row(name: str, spec: dict, r: dict, flops: float, peak: float) -> dict
     }
 
 
-def real_part(subset: str, base: dict) -> list[dict]:
-    """Validation macro-AUC after 3 epochs on the real subset, eager and graphed, four seeds."""
+def real_part(
+    subset: str, base: dict, runs=("off", "on"), stages=("teacher", "baseline", "student")
+) -> list[dict]:
+    """Validation macro-AUC after 3 epochs on the real subset, four seeds, one run per entry of
+    `runs` (graphs off / on; ("off", "off", "on") also measures eager against itself)."""
     from raysearch.train import TrainConfig, train_stage
 
     data = load_subset(subset)
     rows = []
     teacher = None
     for stage, leads in (("teacher", "12"), ("baseline", "4"), ("student", "4")):
+        if stage not in stages:
+            continue
         for seed in (0, 1, 2, 3):
-            for graphs in ("off", "on"):
+            for graphs in runs:
                 extra = {"arch": "inception", "width": 32, "depth": 6} if stage == "teacher" else {}
                 cfg = TrainConfig(**{**base, **extra, "stage": stage, "leads": leads, "epochs": 3})
-                cfg = replace(cfg, seed=seed, graphs=graphs, lr=3e-3, alpha=1.0)
+                # "nudged": eager with the learning rate moved by one part in a million, a change no
+                # metric should notice: how far a numerically invisible change moves the result
+                lr = 3e-3 * (1 + 1e-6) if graphs == "nudged" else 3e-3
+                cfg = replace(
+                    cfg, seed=seed, graphs="off" if graphs == "nudged" else graphs, lr=lr, alpha=1.0
+                )
                 result = train_stage(cfg, data, teacher=teacher if stage == "student" else None)
                 rows.append(
                     {
@@ -262,7 +276,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", default="search_spaces/default.yaml")
     p.add_argument("--out", default="gpu.json")
-    p.add_argument("--parts", default="speed,memory,packing", help="speed, memory, packing, real")
+    p.add_argument("--parts", default="speed,memory,packing", help="speed, memory, packing, real, noise")
     p.add_argument("--pack", type=int, default=8, help="trials packed on the GPU")
     p.add_argument("--subset", help="the real subset file (--make-subset writes it, part `real` reads it)")
     p.add_argument("--make-subset", metavar="PTBXL_DIR", help="write --subset from a PTB-XL folder and exit")
@@ -365,9 +379,14 @@ def main() -> None:
                 f"samples/s, median epoch {row['median_epoch_seconds']:.2f} s",
                 flush=True,
             )
+    real_base = {**{k: v for k, v in base.items() if k != "epochs"}, **space["student"]["constants"]}
     if "real" in parts:
-        real_base = {**{k: v for k, v in base.items() if k != "epochs"}, **space["student"]["constants"]}
         report["real"] = real_part(a.subset, real_base)
+        save()
+    if "noise" in parts:  # how far two eager runs of one seed land apart, beside a graphed one
+        report["noise"] = real_part(
+            a.subset, real_base, ("off", "off", "nudged", "on"), ("teacher", "baseline")
+        )
         save()
     save()
 

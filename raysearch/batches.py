@@ -114,9 +114,10 @@ def epoch_plan(
     """The epoch's shuffle and random crops, drawn batch by batch from `rng`.
 
     Each batch's rows are sorted (faster reads from the memory map) and get one random crop start
-    each, uniform over the record, or a uniform position on `grid`. `pad` (the CUDA-graph step,
-    whose shapes are fixed): a last partial batch is filled up with the epoch's first records at
-    weight 0, so it runs the same captured step and those records do not count in the loss.
+    each, uniform over the record, or a uniform position on `grid`. `pad` (on a GPU: the CUDA-graph
+    step's shapes are fixed, and the eager step does the same sums): a last partial batch is filled
+    up with the epoch's first records at weight 0, so it runs the same captured step and those
+    records do not count in the loss.
     """
     order = rng.permutation(train_rows)
     rows, starts, positions = [], [], []

@@ -6,8 +6,11 @@ its trials.
     trials = sort_trials(results, plan.epochs)    # finished / stopped early / errored
     best = best_trial(results, plan.epochs)       # the best trial that ran every epoch
 
-A Plan is one Tune experiment, stored as RUN_DIR/NAME. The search makes one per stage and arm;
-the report makes one for its seed runs. `run_plan` starts it, or with `resume` restores it with
+A Plan is one Tune experiment, stored as RUN_DIR/NAME. The
+search makes one plan per arm (the teacher stage, each lead subset's student and baseline) and
+runs them all as one experiment, RUN_DIR/trials (`one_experiment`, arms.py), each trial in
+RUN_DIR/trials/ARM-ID (Tune keeps an experiment's trials in one folder); the report makes one
+for its seed runs. `run_plan` starts it, or with `resume` restores it with
 `Tuner.restore` (finished trials and the searcher's state kept), and refuses to return a plan that
 was interrupted: a stage is never summarized as if it had finished.
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from raysearch.arms import ArmScheduler, ArmSearcher
 from raysearch.errors import UserError
 from raysearch.rundir import RunDir
 from raysearch.session import Session
@@ -35,6 +39,29 @@ class Plan:
     expected: int | None = None  # the trials it makes, when a grid multiplies num_samples
     mean_epochs: float = 0.0  # the epochs a trial runs on average (ASHA stops many early); 0: epochs
     seed: int = 0  # seeds Tune's own random variants (a plan without a searcher)
+    label: str = ""  # how messages name it (default: its name)
+
+
+def one_experiment(name: str, plans: list[Plan], after: dict[str, str] | None = None) -> Plan:
+    """Several plans (arms, each with its own searcher) as one Tune experiment: each keeps its
+    searcher, its scheduler and its budget (arms.ArmSearcher); `after`: arm -> the arm it waits for."""
+    searcher = ArmSearcher(
+        {p.name: (p.searcher, p.scheduler, p.expected or p.num_samples, p.param_space) for p in plans}, after
+    )
+    total = sum(p.expected or p.num_samples for p in plans)
+    label = ", ".join(p.name for p in plans)
+    return Plan(name, {}, total, max(p.epochs for p in plans), searcher, ArmScheduler(searcher), label=label)
+
+
+def arm_results(results: list, plan: Plan) -> list:
+    """The trials of one arm (a plan given to one_experiment) among the experiment's."""
+    return [r for r in results if r.config.get("arm") == plan.name]
+
+
+def _trial_dirname(trial) -> str:
+    """ARM-ID for an arm's trial (TensorBoard's run filter `student-4` picks an arm's trials)."""
+    arm = trial.config.get("arm")
+    return f"{arm}-{trial.trial_id}" if arm else f"train_trial_{trial.trial_id}"
 
 
 def _tuner(plan: Plan, session: Session, run_dir: RunDir, callbacks: list):
@@ -59,7 +86,11 @@ def _tuner(plan: Plan, session: Session, run_dir: RunDir, callbacks: list):
         session.trainable(),
         param_space=plan.param_space,
         tune_config=tune.TuneConfig(
-            num_samples=plan.num_samples, reuse_actors=True, scheduler=plan.scheduler, **search
+            num_samples=plan.num_samples,
+            reuse_actors=True,
+            scheduler=plan.scheduler,
+            trial_dirname_creator=_trial_dirname,
+            **search,
         ),
         run_config=tune.RunConfig(
             name=plan.name,
@@ -98,7 +129,8 @@ def run_plan(
     expected = plan.expected or plan.num_samples
     if interrupted or len(statuses) < expected or any(s not in ("TERMINATED", "ERROR") for s in statuses):
         raise UserError(
-            f"interrupted during {plan.name}; finished trials are kept in {run_dir.location}: {resume_hint}"
+            f"interrupted during {plan.label or plan.name}; finished trials are kept in "
+            f"{run_dir.location}: {resume_hint}"
         )
     return list(grid)
 

@@ -12,6 +12,7 @@ in a log it is printed every `interval` seconds and when a stage ends.
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import time
@@ -141,6 +142,10 @@ class ConsoleProgress(Callback):
             finished = c["done"] + c["stopped"] + c["errored"]
             if finished == stage.trials and stage.name in self.reported:
                 continue
+            if len(self.stages) > 2:  # every arm at once: a short part each (ends get their own line)
+                running = f" ({c['running']} running)" if c["running"] else ""
+                parts.append(f"{stage.name} {finished}/{stage.trials}{running}")
+                continue
             best = f", best val AUC {c['best']:.4f}" if c["best"] is not None else ""
             parts.append(
                 f"{stage.name} {finished}/{stage.trials} done ({c['stopped']} stopped early, "
@@ -155,7 +160,9 @@ class ConsoleProgress(Callback):
         return f"[{clock(time.time() - self.started)} elapsed{eta}] " + " | ".join(parts)
 
     def _print(self, text: str, final: bool = False) -> None:
-        if sys.stderr.isatty():
+        if sys.stderr.isatty():  # refreshed in place: one terminal line, never wrapped
+            width = shutil.get_terminal_size().columns - 1
+            text = text if final or len(text) <= width else text[: width - 1] + "…"
             sys.stderr.write("\r\x1b[K" + text + ("\n" if final else ""))
         else:
             sys.stderr.write(text + "\n")

@@ -4,7 +4,10 @@ shares through the object store.
     with ray_session(ClusterOptions(cpus_per_trial=2), run_dir) as session:
         session.put_data(data)              # the dataset once, its test fold sealed
         session.put_teachers({64: blob})    # each teacher once, whatever the number of students
-        trainable = session.trainable()     # the Tune trainable bound to those refs
+        trainable = session.trainable()     # the Tune trainable bound to the data and the shelf
+
+Teachers may be put after the trials started (a search's students open when its teacher stage
+ends): they reach the trials through a Shelf, a small actor holding their refs by name.
 
 A local Ray is started unless `address` names a cluster to join. On more than one node the
 run directory must be visible from every node (probed, not guessed) unless it is a URI.
@@ -38,15 +41,42 @@ class ClusterOptions:
     verbose: bool = False  # Tune's own tables and logs
 
 
+class Shelf:
+    """A Ray actor holding object refs by name (`teacher/64`, `cache/64/31/2.5/bf16`), so that a
+    trial started before a ref existed still finds it. Refs travel inside lists: Ray would
+    otherwise resolve a ref passed or returned at the top level."""
+
+    def __init__(self):
+        self.refs: dict[str, object] = {}
+
+    def put(self, name: str, ref: list) -> None:
+        self.refs[name] = ref[0]
+
+    def get(self, name: str) -> list:
+        return [self.refs.get(name)]
+
+
 class Session:
     """A started Ray: the options it was started with and the refs it shares with trials."""
 
     def __init__(self, options: ClusterOptions, max_concurrent: int):
+        import ray
+
         self.options = options
         self.max_concurrent = max_concurrent
         self.data_ref = None
         self.teacher_refs: dict[int, object] = {}
         self.cache_refs: dict[str, object] = {}
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        # on the driver's node: a worker node may leave the cluster while the search runs
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        self.shelf = ray.remote(num_cpus=0)(Shelf).options(scheduling_strategy=here).remote()
+
+    def _shelve(self, name: str, ref) -> None:
+        import ray
+
+        ray.get(self.shelf.put.remote(name, [ref]))  # on the shelf before any trial looks
 
     def describe(self) -> str:
         """The cluster and what each trial gets, in words (said at start)."""
@@ -83,6 +113,7 @@ class Session:
         for size, blob in teachers.items():
             keep = ("config", "model_config", "data", "model")
             self.teacher_refs[int(size)] = ray.put({k: blob.get(k) for k in keep})
+            self._shelve(f"teacher/{int(size)}", self.teacher_refs[int(size)])
 
     def put_teacher_caches(self, configs: list[dict]) -> None:
         """For student configurations that read cached teacher embeddings (`teacher_cache` > 0):
@@ -114,6 +145,8 @@ class Session:
         }
         ray.get(list(refs.values()))  # a failure surfaces here, before any student starts
         self.cache_refs.update(refs)
+        for key, ref in refs.items():
+            self._shelve(f"cache/{key}", ref)
         print(
             f"teacher embeddings cached for the students ({', '.join(refs)}: embedding size / crop "
             f"positions / crop seconds / precision) in {time.perf_counter() - t0:.0f} s",
@@ -122,17 +155,14 @@ class Session:
         )
 
     def trainable(self):
-        """The Tune trainable: train_trial bound to the shared refs, with each trial's resources."""
+        """The Tune trainable: train_trial bound to the data and the shelf, with each trial's resources."""
         from ray import tune
 
         from raysearch.trainable import train_trial
 
         resources = {"cpu": self.options.cpus_per_trial, "gpu": self.options.gpus_per_trial}
         return tune.with_resources(
-            tune.with_parameters(
-                train_trial, data=self.data_ref, teachers=self.teacher_refs, caches=self.cache_refs
-            ),
-            resources,
+            tune.with_parameters(train_trial, data=self.data_ref, shelf=self.shelf), resources
         )
 
 

@@ -153,8 +153,11 @@ class TrainStep:
     def __call__(self, first: int, last: int) -> None:
         """Train on the plan's batch [first, last)."""
         p = {k: None if v is None else v[first:last] for k, v in self.plan.items()}
-        if not self.graphed:  # eager: the partial last batch as it is, plain means
-            self._step(p["rows"], p["starts"], p["positions"], None)
+        if not self.graphed:  # eager: on a CPU the partial last batch as it is, plain means; on a
+            # GPU the padded plan with its weights, so that graphs change the speed, not the sums
+            self._step(
+                p["rows"], p["starts"], p["positions"], p["weights"] if self.signals.resident else None
+            )
             return
         if self.graph is None:
             self._capture(p)
@@ -169,6 +172,7 @@ class TrainStep:
         saved_net = {k: v.clone() for k, v in self.net.state_dict().items()}
         saved_opt = {q: {k: v.clone() for k, v in st.items()} for q, st in self.optimizer.state.items()}
         saved_sums = self.sums.clone()
+        saved_rng = torch.cuda.get_rng_state(self.device)  # the warm-up's dropout masks are not the run's
         args = (self.static["rows"], self.static["starts"], self.static["positions"], self.static["weights"])
         side = torch.cuda.Stream(self.device)
         side.wait_stream(torch.cuda.current_stream(self.device))
@@ -190,6 +194,7 @@ class TrainStep:
                     else:
                         v.zero_()
             self.sums.copy_(saved_sums)
+        torch.cuda.set_rng_state(saved_rng, self.device)  # replays draw what eager steps would
 
     def epoch_means(self, records: int) -> list[float]:
         """(loss, bce, sim) averaged over the epoch's records: the epoch's one host read."""

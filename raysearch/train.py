@@ -406,7 +406,10 @@ def train_stage(
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 1000 + epoch)
-        plan = epoch_plan(train_rows, rng, cfg.batch_size, total, length, grid=grid, pad=graphed)
+        # padded on a GPU, eager or graphed alike (a graph's shapes are fixed; eager does the same
+        # sums, so `graphs` changes the speed only); a CPU's plan is what it always was
+        pad = device.type == "cuda"
+        plan = epoch_plan(train_rows, rng, cfg.batch_size, total, length, grid=grid, pad=pad)
         net.train()
         if cfg.stage == "student":
             net.classifier.eval()  # frozen: no dropout either, it is the teacher's function

@@ -1,8 +1,10 @@
 """One Ray Tune trial: `train_stage` (train.py) with a report and a checkpoint every epoch.
 
-The prepared dataset and the teachers reach the trial as object refs (put once by the driver,
-passed with `tune.with_parameters`): `ray.get` maps the numpy arrays zero-copy from the node's
-object store, so a trial never reads PTB-XL from disk and never copies the teacher into its config.
+The prepared dataset and the teachers reach the trial as object refs, put once by the driver (the
+dataset passed with `tune.with_parameters`, the teachers and their cached embeddings found on the
+session's Shelf, since they are put after the first trials started): `ray.get` maps the numpy
+arrays zero-copy from the node's object store, so a trial never reads PTB-XL from disk and never
+copies the teacher into its config.
 A trial restarted after a crash (FailureConfig) resumes from its last checkpoint, whose format
 (the training state in `state.pt`) this module alone writes and reads.
 """
@@ -45,18 +47,28 @@ def teacher_cache_task(data, teacher: dict, config: dict) -> TeacherCache:
     return compute_teacher_cache(teacher, data, trial_config(config))
 
 
-def train_trial(config: dict, data=None, teachers: dict | None = None, caches: dict | None = None) -> None:
-    """The Tune function trainable. `data`: ref of a PTBXL; `teachers`: embedding size -> ref;
-    `caches`: cache_key -> ref of the teacher's cached embeddings (students with teacher_cache)."""
+def _shelved(shelf, name: str):
+    """The object the session put on its Shelf under `name`."""
+    import ray
+
+    (ref,) = ray.get(shelf.get.remote(name))
+    if ref is None:
+        raise RuntimeError(f"nothing on the session's shelf under {name!r}: put before the trial started?")
+    return ray.get(ref)
+
+
+def train_trial(config: dict, data=None, shelf=None) -> None:
+    """The Tune function trainable. `data`: ref of a PTBXL; `shelf`: the session's Shelf, holding
+    the teachers (`teacher/SIZE`) and their cached embeddings (`cache/KEY`, see cache_key)."""
     import ray
     from ray import tune
 
     cfg = trial_config(config)
     dataset = _resolve(data)
-    teacher = _resolve(teachers[cfg.embedding_size]) if cfg.stage == "student" else None
+    teacher = _shelved(shelf, f"teacher/{cfg.embedding_size}") if cfg.stage == "student" else None
     cache = None
     if cfg.stage == "student" and cfg.teacher_cache:
-        cache = _resolve(caches[cache_key(cfg.resolved())])
+        cache = _shelved(shelf, f"cache/{cache_key(cfg.resolved())}")
     checkpoint = tune.get_checkpoint()
     resume = load_trial_state(checkpoint) if checkpoint is not None else None
     restarts = 0 if resume is None else int(resume.get("restarts", 0)) + 1

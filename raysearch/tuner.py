@@ -1,9 +1,9 @@
 """The search: `python -m raysearch --leads 4 --trials 64`, or `raysearch.search(leads="4")`.
 
     1. data     PTB-XL prepared once by the driver and put in Ray's object store once.
-    2. teacher  a Tune run over the teacher's space, one grid cell per embedding size a student may
-                sample; the best teacher per size (validation macro-AUC) goes into the object store
-                once and is saved under RUN_DIR/teachers/SIZE.
+    2. teacher  `teacher_trials` random configurations (seeded) per embedding size a student may
+                sample; when they have all ended, the best teacher per size (validation macro-AUC)
+                goes into the object store once and is saved under RUN_DIR/teachers/SIZE.
     3. per lead subset, two arms with the same trial budget and the same ASHA scheduler:
                 student  (pseudo = True)  OptunaSearch (TPE, seeded) over alpha, sim, embedding size, lr
                 baseline (pseudo = False) OptunaSearch over the parameters that apply (embedding size, lr)
@@ -11,9 +11,12 @@
                 macro-AUC with bootstrap CI (fold 10, read once, for that configuration only),
                 side by side: RUN_DIR/summary.json and summary.md, printed.
 
-Each stage is a Plan (plan.py) built here from the space file and the options, and run by
-plan.run_plan. Interrupted? `resume=True` (same storage and name) restores every unfinished
-plan with `Tuner.restore` (finished trials and the Optuna study are kept) and skips finished ones.
+Each stage and arm is a Plan (plan.py) built here from the space file and the options; all of
+them run as one Tune experiment (plan.one_experiment) sharing the cluster's trial slots: the
+baselines start with the teacher stage (they need no teacher), the students when it has ended,
+each arm still its own search (its study, its ASHA brackets, its budget). Interrupted?
+`resume=True` (same storage and name) restores the experiment with `Tuner.restore` (finished
+trials, every study and bracket kept) and skips the arms already summarized.
 """
 
 from __future__ import annotations
@@ -25,10 +28,21 @@ import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 
+from raysearch.arms import ArmSearcher
 from raysearch.checkpoint import check_teacher, load_checkpoint, save_checkpoint
 from raysearch.errors import UserError
-from raysearch.plan import Plan, best_trial, evaluate_trial, failed_once, run_plan, sort_trials
+from raysearch.plan import (
+    Plan,
+    arm_results,
+    best_trial,
+    evaluate_trial,
+    failed_once,
+    one_experiment,
+    run_plan,
+    sort_trials,
+)
 from raysearch.progress import ConsoleProgress, Stage, expected_epochs
 from raysearch.render import summary_markdown
 from raysearch.rundir import RunDir
@@ -42,6 +56,7 @@ from raysearch.vocabulary import ARMS, CLASSES, HPARAMS, METRIC, MODE, PSEUDO, a
 PAPER_SPACE = "search_spaces/default.yaml"  # the paper's budget: meant for GPUs
 CPU_SPACE = "search_spaces/cpu.yaml"  # a budget a 2-core machine finishes in about half an hour
 SEARCHED = ("alpha", "sim", "embedding_size", "lr", "weight_decay")  # what a summary shows per arm
+TRIALS = "trials"  # RUN_DIR/trials: the one Tune experiment, every arm's trials as ARM-ID
 STUDIES = "optuna.db"  # RUN_DIR/optuna.db: every arm's Optuna study (optuna-dashboard reads it)
 
 
@@ -78,11 +93,24 @@ def _plain(config: dict, keys) -> dict:
 
 
 def teacher_plan(space: dict, sizes: list[int], options: SearchOptions, session: Session) -> Plan:
-    """The teacher stage: `teacher_trials` random configurations per embedding size (a grid)."""
-    from ray import tune
+    """The teacher stage: `teacher_trials` random configurations per embedding size, sampled
+    from the space with a generator seeded by --seed (the same seed, the same teachers)."""
+    import numpy as np
+
+    from raysearch.tune_ext import FixedSearcher
 
     constants, dists, _ = stage_space(space, "teacher")
     dists.pop("embedding_size", None)
+    domains = to_tune(dists)
+    rng = np.random.RandomState(options.seed)
+    configs = [
+        {
+            "embedding_size": size,
+            **_plain({k: d.sample(random_state=rng) for k, d in domains.items()}, domains),
+        }
+        for size in sizes
+        for _ in range(options.teacher_trials)
+    ]
     param_space = {
         **constants,
         **session.trial_constants(),
@@ -90,12 +118,10 @@ def teacher_plan(space: dict, sizes: list[int], options: SearchOptions, session:
         "stage": "teacher",
         "leads": "12",
         "pseudo": PSEUDO["teacher"],
-        **to_tune(dists),
-        "embedding_size": tune.grid_search(sizes),
     }
     epochs = int(constants.get("epochs", TrainConfig.epochs))
-    trials = options.teacher_trials
-    return Plan("teacher", param_space, trials, epochs, expected=trials * len(sizes), seed=options.seed)
+    searcher = FixedSearcher(configs, metric=METRIC, mode=MODE)
+    return Plan("teacher", param_space, len(configs), epochs, searcher, seed=options.seed)
 
 
 def arm_plan(
@@ -323,8 +349,9 @@ def _describe(options, leads, arms, plans, space, space_note, data, sizes, sessi
         f"{student.width}x{student.depth}, batch {student.batch_size}, {student.crop_seconds} s crops",
         f"           students see the teacher through {teacher_source(student)}; training step {step}",
         f"  budget   {teachers}",
-        f"           then {len(leads) * len(arms)} arm(s) x {options.trials} trials; epochs per trial: "
-        f"{per_lead}",
+        f"           and {len(leads) * len(arms)} arm(s) x {options.trials} trials, all in one experiment "
+        f"({'baselines from the start, ' if 'baseline' in arms else ''}students once their teacher "
+        f"is chosen); epochs per trial: {per_lead}",
         f"  cluster  {resources}; {session.max_concurrent} trial(s) at a time",
         f"  RUN_DIR  {run_dir.location}  (tensorboard --logdir {run_dir.location})",
     ]
@@ -372,10 +399,35 @@ def run_search(options: SearchOptions) -> dict:
         plans = [arm_plan(space, lead, arm, options, session, teacher_size) for lead in leads for arm in arms]
         said = _describe(options, leads, arms, plans, space, space_note, data, sizes, session, run_dir)
         print(said, flush=True)
-        stage_of = {p.name: Stage(p.name, p.num_samples, p.epochs, p.mean_epochs) for p in plans}
         measured = dict(run_dir.progress.get("seconds_per_epoch", {}))
+        stats = {}
+        chosen = teacher_blob is not None or stages.get("teacher_done")  # no teacher stage to run
+        teacher = None if chosen else teacher_plan(space, sizes, options, session)
+        failed: list[str] = []
+
+        def hand_over(teachers: dict[int, dict]) -> None:
+            session.put_teachers(teachers)
+            session.put_teacher_caches([p.param_space for p in plans])
+            stats["after_teachers"] = object_store_stats()
+
+        def teachers_ended(trials: list) -> None:
+            """When every teacher trial has ended (inside Tune's loop): choose, save, share."""
+            if stages.get("teacher_done"):
+                return  # chosen by an earlier invocation and shared when this one started
+            try:
+                results = [_trial_result(t) for t in trials]
+                teachers = _choose_teachers(results, teacher, sizes, run_dir)
+                measured.update(_seconds_per_epoch("teacher", results))
+                hand_over(teachers)
+            except UserError as e:
+                failed.append(str(e))
+                raise
+            stages["teacher_done"] = True
+            run_dir.progress["seconds_per_epoch"] = measured
+            run_dir.save_progress()
+
         if teacher_blob is not None:
-            teachers = {teacher_size: teacher_blob}
+            hand_over({teacher_size: teacher_blob})
             stages["teacher"] = {
                 str(teacher_size): {
                     "given": options.teacher,
@@ -383,40 +435,34 @@ def run_search(options: SearchOptions) -> dict:
                 }
             }
         elif stages.get("teacher_done"):
-            teachers = {int(s): load_checkpoint(run_dir.path / "teachers" / s) for s in stages["teacher"]}
-        else:
-            plan = teacher_plan(space, sizes, options, session)
-            progress = ConsoleProgress(
-                [Stage("teacher", plan.expected, plan.epochs, plan.epochs)],
-                session.max_concurrent,
-                later=[stage_of[p.name] for p in plans],
-                measured=measured,
-                started=started,
+            hand_over({int(s): load_checkpoint(run_dir.path / "teachers" / s) for s in stages["teacher"]})
+        todo = [p for p in plans if p.name not in stages]
+        if todo:
+            arms_of = ([teacher] if teacher is not None else []) + plans
+            experiment = one_experiment(
+                TRIALS,
+                arms_of,
+                after={p.name: "teacher" for p in plans if p.param_space["pseudo"]} if teacher else None,
             )
-            results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
-            teachers = _choose_teachers(results, plan, sizes, run_dir)
-            measured.update(_seconds_per_epoch(plan.name, results))
-            stages["teacher_done"] = True
-            run_dir.progress["seconds_per_epoch"] = measured
-            run_dir.save_progress()
-        session.put_teachers(teachers)
-        session.put_teacher_caches([p.param_space for p in plans])
-        stats_before = object_store_stats()
-        for i, plan in enumerate(plans):
-            if plan.name in stages:
-                continue
-            progress = ConsoleProgress(
-                [stage_of[plan.name]],
-                session.max_concurrent,
-                later=[stage_of[p.name] for p in plans[i + 1 :] if p.name not in stages],
-                measured=measured,
-                started=started,
-            )
-            results = run_plan(plan, session, run_dir, options.resume, hint, [progress])
-            measured.update(_seconds_per_epoch(plan.name, results))
-            stages[plan.name] = _arm_summary(plan, results, data, run_dir, device)
-            run_dir.progress["seconds_per_epoch"] = measured
-            run_dir.save_progress()
+            ArmSearcher.hooks = {"teacher": teachers_ended}
+            stage_of = [
+                Stage(p.name, p.expected or p.num_samples, p.epochs, p.mean_epochs or p.epochs)
+                for p in arms_of
+            ]
+            progress = ConsoleProgress(stage_of, session.max_concurrent, measured=measured, started=started)
+            try:
+                results = run_plan(experiment, session, run_dir, options.resume, hint, [progress])
+            except UserError:
+                if failed:  # the teacher stage left no teacher: say that, not "interrupted"
+                    raise UserError(failed[0]) from None
+                raise
+            for plan in todo:
+                mine = arm_results(results, plan)
+                measured.update(_seconds_per_epoch(plan.name, mine))
+                stages[plan.name] = _arm_summary(plan, mine, data, run_dir, device)
+                run_dir.progress["seconds_per_epoch"] = measured
+                run_dir.save_progress()
+        stats_before = stats.get("after_teachers") or object_store_stats()
         stats_after = object_store_stats()
     summary = {
         "name": options.name,
@@ -441,6 +487,17 @@ def run_search(options: SearchOptions) -> dict:
     print(summary_markdown(summary))
     print(f"RUN_DIR {run_dir.location}  (tensorboard --logdir {run_dir.location})")
     return summary
+
+
+def _trial_result(trial) -> SimpleNamespace:
+    """A Tune Trial read like a Result (config, last metrics, checkpoint, error): the teachers are
+    chosen inside Tune's loop, from its trials, before the experiment's results exist."""
+    return SimpleNamespace(
+        config=trial.config,
+        metrics=trial.last_result or {},
+        checkpoint=trial.checkpoint,
+        error="errored" if trial.status == "ERROR" else None,
+    )
 
 
 def _seconds_per_epoch(name: str, results: list) -> dict[str, float]:

@@ -199,7 +199,7 @@ def finish(proc, timeout=900) -> str:
 
 
 def trial_dirs(run_dir: Path, stage: str) -> list[Path]:
-    return sorted(p for p in (run_dir / stage).glob("train_trial_*") if p.is_dir())
+    return sorted(p for p in (run_dir / "trials").glob(f"{stage}-*") if p.is_dir())
 
 
 def finished_trials(run_dir: Path, stage: str, epochs: int = 2) -> list[Path]:

@@ -33,6 +33,7 @@ LAYERS = [
     "trainable",
     "space",
     "tune_ext",
+    "arms",
     "rundir",
     "session",
     "progress",

@@ -43,3 +43,12 @@ def test_the_teacher_time_is_not_lent_to_the_arms():
     line = view.line([_trial("teacher", "RUNNING", 1, 90.0, 0.85)])
     # 2 x 8 - 1 epochs of 90 s on 2 slots; the students' time is not guessed from the teacher's
     assert "~11:15 left in this stage (the next ones: after their first epochs)" in line
+
+
+def test_every_arm_at_once_gets_a_short_part_each():
+    stages = [Stage(n, 4, 4, 2.0) for n in ("teacher", "student-4", "baseline-4")]
+    view = ConsoleProgress(stages, slots=2)
+    trials = [_trial("teacher", "RUNNING", 1, 10.0, 0.8), _trial("baseline", "TERMINATED", 4, 40.0, 0.9)]
+    trials[0].config["arm"] = "teacher"
+    line = view.line(trials)
+    assert line.endswith("teacher 0/4 (1 running) | student-4 0/4 | baseline-4 1/4"), line
