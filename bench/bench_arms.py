@@ -101,6 +101,12 @@ class VirtualTrial:
         self.status, self.last_result = "RUNNING", {}
 
 
+class Durations(list):
+    """Trial durations, and the epochs those trials ran."""
+
+    epochs = 0
+
+
 def run_virtual(plan, slots: int) -> tuple[float, list[float]]:
     """One plan (one experiment) on `slots` slots on a simulated clock: its makespan (seconds)
     and every trial's duration."""
@@ -110,7 +116,7 @@ def run_virtual(plan, slots: int) -> tuple[float, list[float]]:
     from ray.tune.search import Searcher
 
     searcher, scheduler = plan.searcher, plan.scheduler or FIFOScheduler()
-    clock, events, durations, free, n, finished = 0.0, [], [], slots, 0, False
+    clock, events, durations, free, n, finished = 0.0, [], Durations(), slots, 0, False
     while True:
         while free and not finished:  # every free slot asks for a trial, as Tune does
             config = searcher.suggest(f"v{n:05d}")
@@ -135,6 +141,7 @@ def run_virtual(plan, slots: int) -> tuple[float, list[float]]:
             heapq.heappush(events, (clock + step, trial.n, trial, epoch + 1, started))
             continue
         trial.status = "TERMINATED"
+        durations.epochs += epoch
         searcher.on_trial_complete(trial.trial_id, result=result)
         if decision == TrialScheduler.CONTINUE:  # ran every epoch (ASHA recorded a stopped one)
             scheduler.on_trial_complete(None, trial, result)
@@ -219,10 +226,11 @@ def main() -> None:
             plans = (
                 [one_experiment("trials", [teacher, *arms], after)] if part == "after" else [teacher, *arms]
             )
-            wall, durations, per_plan = 0.0, [], {}
+            wall, durations, per_plan, epochs = 0.0, [], {}, 0
             for plan in plans:
                 if args.engine == "virtual":
                     seconds, mine = run_virtual(plan, args.slots)
+                    epochs += mine.epochs
                 else:
                     from raysearch.plan import run_plan
                     from raysearch.rundir import RunDir
@@ -230,9 +238,14 @@ def main() -> None:
                     t0 = time.perf_counter()
                     results = run_plan(plan, session, RunDir(storage, part), False, "")
                     seconds, mine = time.perf_counter() - t0, trial_seconds(results)
+                    epochs += sum(r.metrics.get("training_iteration", 0) for r in results if r.metrics)
                 wall, durations = wall + seconds, durations + mine
                 per_plan[plan.name] = round(seconds / scale / 60, 2)
-            out[part] = {**figures(wall, durations, args.slots, scale), "per_experiment_h100_min": per_plan}
+            out[part] = {
+                **figures(wall, durations, args.slots, scale),
+                "trial_epochs": epochs,
+                "per_experiment_h100_min": per_plan,
+            }
             print(part, json.dumps(out[part]), flush=True)
     finally:
         if args.engine == "ray":
