@@ -120,7 +120,7 @@ def run_virtual(plan, slots: int) -> tuple[float, list[float]]:
     while True:
         while free and not finished:  # every free slot asks for a trial, as Tune does
             config = searcher.suggest(f"v{n:05d}")
-            finished = config == Searcher.FINISHED or n + 1 >= (plan.expected or plan.num_samples)
+            finished = config == Searcher.FINISHED or n + 1 >= plan.num_samples
             if not isinstance(config, dict):
                 break
             trial = VirtualTrial(n, {**plan.param_space, **config})

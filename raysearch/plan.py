@@ -6,13 +6,13 @@ its trials.
     trials = sort_trials(results, plan.epochs)    # finished / stopped early / errored
     best = best_trial(results, plan.epochs)       # the best trial that ran every epoch
 
-A Plan is one Tune experiment, stored as RUN_DIR/NAME. The
-search makes one plan per arm (the teacher stage, each lead subset's student and baseline) and
-runs them all as one experiment, RUN_DIR/trials (`one_experiment`, arms.py), each trial in
-RUN_DIR/trials/ARM-ID (Tune keeps an experiment's trials in one folder); the report makes one
-for its seed runs. `run_plan` starts it, or with `resume` restores it with
-`Tuner.restore` (finished trials and the searcher's state kept), and refuses to return a plan that
-was interrupted: a stage is never summarized as if it had finished.
+A Plan is one Tune experiment, stored as RUN_DIR/NAME. The search makes one plan per arm (the
+teacher stage, each lead subset's student and baseline) and runs them all as one experiment,
+RUN_DIR/trials (`one_experiment`, arms.py), each trial in RUN_DIR/trials/ARM-ID (Tune keeps an
+experiment's trials in one folder); the report makes one for its seed runs. `run_plan` starts
+it, or with `resume` restores it with `Tuner.restore` (finished trials and the searcher's state
+kept), and refuses to return a plan that was interrupted: a stage is never summarized as if it
+had finished.
 """
 
 from __future__ import annotations
@@ -31,14 +31,12 @@ class Plan:
     """One Tune experiment: what it trains, how it samples, how many trials, how long each."""
 
     name: str  # the experiment's folder under RUN_DIR, e.g. "student-4"
-    param_space: dict  # constants, and Tune domains when there is no searcher
-    num_samples: int  # the trial budget (a grid_search in param_space multiplies it)
+    param_space: dict  # the constants every trial's configuration carries
+    num_samples: int  # the trial budget
     epochs: int  # a full trial's length: the trials that ran them all are "finished"
-    searcher: object | None = None  # a Tune Searcher; None: Tune's own random/grid variants
+    searcher: object  # a Tune Searcher (the teacher stage's and the report's: a fixed list)
     scheduler: object | None = None  # a Tune TrialScheduler; None: every trial runs to the end
-    expected: int | None = None  # the trials it makes, when a grid multiplies num_samples
     mean_epochs: float = 0.0  # the epochs a trial runs on average (ASHA stops many early); 0: epochs
-    seed: int = 0  # seeds Tune's own random variants (a plan without a searcher)
     label: str = ""  # how messages name it (default: its name)
 
 
@@ -46,9 +44,9 @@ def one_experiment(name: str, plans: list[Plan], after: dict[str, str] | None = 
     """Several plans (arms, each with its own searcher) as one Tune experiment: each keeps its
     searcher, its scheduler and its budget (arms.ArmSearcher); `after`: arm -> the arm it waits for."""
     searcher = ArmSearcher(
-        {p.name: (p.searcher, p.scheduler, p.expected or p.num_samples, p.param_space) for p in plans}, after
+        {p.name: (p.searcher, p.scheduler, p.num_samples, p.param_space) for p in plans}, after
     )
-    total = sum(p.expected or p.num_samples for p in plans)
+    total = sum(p.num_samples for p in plans)
     label = ", ".join(p.name for p in plans)
     return Plan(name, {}, total, max(p.epochs for p in plans), searcher, ArmScheduler(searcher), label=label)
 
@@ -66,22 +64,14 @@ def _trial_dirname(trial) -> str:
 
 def _tuner(plan: Plan, session: Session, run_dir: RunDir, callbacks: list):
     from ray import tune
-    from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
+    from ray.tune.search import ConcurrencyLimiter
 
     from raysearch.tune_ext import HParamsLogger
 
     options = session.options
-    if plan.searcher is not None:
-        search = {"search_alg": ConcurrencyLimiter(plan.searcher, max_concurrent=session.max_concurrent)}
-        if getattr(plan.searcher, "metric", None) is None:
-            search.update(metric=METRIC, mode=MODE)
-    else:  # seeded, so the same --seed samples the same configurations
-        search = {
-            "metric": METRIC,
-            "mode": MODE,
-            "search_alg": BasicVariantGenerator(random_state=plan.seed),
-            "max_concurrent_trials": session.max_concurrent,
-        }
+    search = {"search_alg": ConcurrencyLimiter(plan.searcher, max_concurrent=session.max_concurrent)}
+    if getattr(plan.searcher, "metric", None) is None:
+        search.update(metric=METRIC, mode=MODE)
     return tune.Tuner(
         session.trainable(),
         param_space=plan.param_space,
@@ -126,8 +116,11 @@ def run_plan(
         tuner = _tuner(plan, session, run_dir, list(callbacks))
     grid, interrupted = _fit(tuner)
     statuses = trial_statuses(grid)
-    expected = plan.expected or plan.num_samples
-    if interrupted or len(statuses) < expected or any(s not in ("TERMINATED", "ERROR") for s in statuses):
+    if (
+        interrupted
+        or len(statuses) < plan.num_samples
+        or any(s not in ("TERMINATED", "ERROR") for s in statuses)
+    ):
         raise UserError(
             f"interrupted during {plan.label or plan.name}; finished trials are kept in "
             f"{run_dir.location}: {resume_hint}"

@@ -61,14 +61,13 @@ class Session:
 
     def __init__(self, options: ClusterOptions, max_concurrent: int):
         import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.options = options
         self.max_concurrent = max_concurrent
         self.data_ref = None
         self.teacher_refs: dict[int, object] = {}
         self.cache_refs: dict[str, object] = {}
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         # on the driver's node: a worker node may leave the cluster while the search runs
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.shelf = ray.remote(num_cpus=0)(Shelf).options(scheduling_strategy=here).remote()

@@ -121,7 +121,7 @@ def teacher_plan(space: dict, sizes: list[int], options: SearchOptions, session:
     }
     epochs = int(constants.get("epochs", TrainConfig.epochs))
     searcher = FixedSearcher(configs, metric=METRIC, mode=MODE)
-    return Plan("teacher", param_space, len(configs), epochs, searcher, seed=options.seed)
+    return Plan("teacher", param_space, len(configs), epochs, searcher)
 
 
 def arm_plan(
@@ -445,10 +445,7 @@ def run_search(options: SearchOptions) -> dict:
                 after={p.name: "teacher" for p in plans if p.param_space["pseudo"]} if teacher else None,
             )
             ArmSearcher.hooks = {"teacher": teachers_ended}
-            stage_of = [
-                Stage(p.name, p.expected or p.num_samples, p.epochs, p.mean_epochs or p.epochs)
-                for p in arms_of
-            ]
+            stage_of = [Stage(p.name, p.num_samples, p.epochs, p.mean_epochs or p.epochs) for p in arms_of]
             progress = ConsoleProgress(stage_of, session.max_concurrent, measured=measured, started=started)
             try:
                 results = run_plan(experiment, session, run_dir, options.resume, hint, [progress])
