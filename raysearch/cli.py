@@ -127,12 +127,23 @@ def search_parser() -> argparse.ArgumentParser:
     _add_cluster_options(p, d)
     p.add_argument("--seed", type=int, default=d.seed, help="seed of the searches and of every trial")
     p.add_argument(
-        "--teacher", default=d.teacher, help="a teacher checkpoint (RUN_DIR): skip the teacher stage"
+        "--teacher",
+        default=d.teacher,
+        help="a teacher checkpoint (its folder, or a search's RUN_DIR with one teacher size): "
+        "skip the teacher stage",
     )
     p.add_argument(
         "--teacher-trials", type=int, default=d.teacher_trials, help="teacher trials per embedding size"
     )
     p.add_argument("--no-baseline", action="store_true", help="skip the pseudo = False arm")
+    p.add_argument(
+        "--mlflow",
+        default=d.mlflow,
+        metavar="TRACKING_URI",
+        help="also log every trial to MLflow (sqlite:///PATH.db, http://HOST:PORT, ...): its parameters "
+        "and per-epoch metrics, one run per trial in an experiment named like the run "
+        "(pip install 'raysearch[mlflow]')",
+    )
     p.add_argument("--resume", action="store_true", help="continue the interrupted run --storage/--name")
     return p
 
@@ -240,7 +251,9 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--leads", default=d.leads, help="12, 6, 4, 3, 2 or comma-separated lead names")
     p.add_argument("--out", required=True, help="RUN_DIR for the checkpoint, metrics and predictions")
     p.add_argument(
-        "--teacher", help="teacher checkpoint (RUN_DIR or model.pt): trains a student (pseudo = True)"
+        "--teacher",
+        help="teacher checkpoint (RUN_DIR or model.pt, or a search's RUN_DIR with one teacher size): "
+        "trains a student (pseudo = True)",
     )
     p.add_argument("--baseline", action="store_true", help="the student without teacher (pseudo = False)")
     p.add_argument("--alpha", type=float, default=d.alpha, help="weight of the similarity loss (student)")

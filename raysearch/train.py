@@ -40,7 +40,7 @@ from raysearch.checkpoint import (
     data_stats,
     export_net,
     import_net,
-    load_checkpoint,
+    load_teacher,
     save_checkpoint,
 )
 from raysearch.data import PTBXL
@@ -605,7 +605,7 @@ def train_one(options: TrainOptions, progress: bool = True) -> dict:
     """Train, evaluate on validation and test, write RUN_DIR; returns its metrics.json."""
     if options.teacher and options.baseline:
         raise UserError("--teacher and --baseline exclude each other (the baseline has no teacher)")
-    teacher = load_checkpoint(options.teacher) if options.teacher else None
+    teacher = load_teacher(options.teacher) if options.teacher else None
     stage = "student" if teacher is not None else ("baseline" if options.baseline else "teacher")
     embedding = options.embedding_size or (
         teacher["model_config"]["embedding_size"] if teacher else TrainConfig.embedding_size

@@ -11,18 +11,24 @@ Each names the private Ray/Optuna API it leans on; nowhere else in raysearch use
     trial_statuses         every trial's status in a ResultGrid, PENDING/RUNNING ones included
                            (private: ResultGrid._experiment_analysis; no public equivalent)
     hparams_experiment     RUN_DIR's one TensorBoard HParams experiment, covering every arm
+    MLflowTrialLogger      Tune's MLflow logger (--mlflow), one MLflow run per trial across
+                           --resume (private: MLflowLoggerCallback._trial_runs)
+    open_mlflow            check an MLflow tracking URI and make the run's experiment there
     object_store_stats     Ray's object-store accounting (private: ray._private.internal_api)
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from optuna.trial import TrialState
+from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
+from raysearch.errors import UserError
 from raysearch.vocabulary import HPARAMS
 
 
@@ -177,6 +183,74 @@ def hparams_experiment(logdir: str, metrics: tuple[str, ...]) -> None:
     writer = FileWriter(logdir)
     writer.add_summary(experiment)
     writer.close()
+
+
+def open_mlflow(tracking_uri: str, experiment: str) -> None:
+    """Check `--mlflow TRACKING_URI` before anything runs (MLflow installed, the store reachable
+    and writable) and make the run's experiment there; a one-line error otherwise. An HTTP server
+    that does not answer fails after one try, not after MLflow's minutes of retries."""
+    try:
+        import mlflow
+    except ImportError:
+        raise UserError("--mlflow needs MLflow: pip install 'raysearch[mlflow]'") from None
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    saved = {k: os.environ.get(k) for k in quick}
+    os.environ.update(quick)
+    try:
+        client = mlflow.MlflowClient(tracking_uri)
+        if client.get_experiment_by_name(experiment) is None:
+            client.create_experiment(experiment)
+    except Exception as e:  # MLflow raises many kinds (MlflowException, OSError, requests' errors)
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        if "MLFLOW_ALLOW_FILE_STORE" in reason:  # MLflow 3's paragraph, said in one line
+            reason = (
+                "MLflow refuses a file store unless MLFLOW_ALLOW_FILE_STORE=true is set; a database "
+                "store (sqlite:///PATH/mlflow.db) needs nothing"
+            )
+        raise UserError(f"--mlflow {tracking_uri}: {reason[:300]}") from None
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class MLflowTrialLogger(MLflowLoggerCallback):
+    """Ray Tune's MLflow logger callback: one MLflow run per trial in the experiment named like
+    the run, its configuration as parameters, each epoch's results as metrics at that epoch.
+
+    Two changes. A trial restored by `--resume` is a new Trial object, to which Tune's logger
+    would give a second MLflow run: here the run is found again by its `trial_id` tag. And the
+    configuration is not logged again as metrics with every result.
+    """
+
+    def log_trial_start(self, trial) -> None:
+        if trial not in self._trial_runs:
+            self._trial_runs[trial] = self._run_of(trial)
+        super().log_trial_start(trial)  # logs the configuration as the run's parameters
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        super().log_trial_result(iteration, trial, {k: v for k, v in result.items() if k != "config"})
+
+    def _run_of(self, trial) -> str:
+        from mlflow import MlflowClient
+
+        client = MlflowClient(self.tracking_uri)
+        experiment = client.get_experiment_by_name(self.experiment_name).experiment_id
+        found = client.search_runs(
+            [experiment], filter_string=f"tags.trial_id = '{trial.trial_id}'", max_results=1
+        )
+        if found:
+            return found[0].info.run_id
+        arm = trial.config.get("arm")
+        tags = {
+            **(self.tags or {}),
+            "trial_id": trial.trial_id,
+            **{k: str(trial.config[k]) for k in ("arm", "stage", "leads") if trial.config.get(k) is not None},
+        }
+        name = f"{arm}-{trial.trial_id}" if arm else str(trial)  # as its folder under RUN_DIR/trials
+        return client.create_run(experiment, run_name=name, tags=tags).info.run_id
 
 
 def trial_statuses(grid) -> list[str]:

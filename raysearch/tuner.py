@@ -31,7 +31,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from raysearch.arms import ArmSearcher
-from raysearch.checkpoint import check_teacher, load_checkpoint, save_checkpoint
+from raysearch.checkpoint import check_teacher, load_checkpoint, load_teacher, save_checkpoint
 from raysearch.errors import UserError
 from raysearch.plan import (
     Plan,
@@ -73,6 +73,7 @@ class SearchOptions(DataOptions, ClusterOptions):
     teacher: str | None = None  # a teacher checkpoint: no teacher stage
     teacher_trials: int = 2  # per embedding size
     no_baseline: bool = False
+    mlflow: str | None = None  # an MLflow tracking URI: every trial logged there too
     resume: bool = False
 
 
@@ -270,15 +271,22 @@ def choose_space(options: SearchOptions, recorded: str | None) -> tuple[Path, st
 # What a search searched: a --resume that changes one of these would continue another search.
 # The rest (--max-concurrent, --cpus-per-trial, --address, ...) only change how it runs.
 WHAT_IT_SEARCHED = ("leads", "trials", "teacher_trials", "seed", "teacher", "no_baseline", "sampling_rate")
+FIXED_AT_START = ("mlflow",)  # Tune keeps its callbacks in the run: a restore cannot change them
 
 
 def check_resume(run_dir: RunDir, options: SearchOptions, digests: dict) -> None:
-    """Refuse a --resume whose options, space contents or data differ from the run's, naming each."""
+    """Refuse a --resume whose options, space contents or data differ from the run's, naming each
+    (also the ones that change only where the run is logged, which a restore cannot change)."""
     recorded = run_dir.progress.get("args") or {}
     differences = [
         f"--{k.replace('_', '-')} {getattr(options, k)} (the run's: {recorded[k]})"
         for k in WHAT_IT_SEARCHED
         if k in recorded and recorded[k] != getattr(options, k)
+    ]
+    differences += [
+        f"--{k} {getattr(options, k)} (the run's: {recorded.get(k)}; fixed when a run starts)"
+        for k in FIXED_AT_START
+        if recorded.get(k) != getattr(options, k)
     ]
     if run_dir.progress.get("space_sha256") not in (None, digests["space_sha256"]):
         differences.append(
@@ -360,13 +368,19 @@ def _describe(options, leads, arms, plans, space, space_note, data, sizes, sessi
 
 def run_search(options: SearchOptions) -> dict:
     """Run (or resume) a search; write and return its summary (summary.json's contents)."""
-    from raysearch.tune_ext import AshaAwareOptunaSearch, hparams_experiment, object_store_stats
+    from raysearch.tune_ext import (
+        AshaAwareOptunaSearch,
+        MLflowTrialLogger,
+        hparams_experiment,
+        object_store_stats,
+        open_mlflow,
+    )
 
     leads = parse_lead_list(options.leads)
     run_dir = _open_run(options, leads)
     space_path, space_note = choose_space(options, run_dir.progress.get("space_file"))
     space = load_space(space_path)  # a malformed space fails before Ray starts
-    teacher_blob = load_checkpoint(options.teacher) if options.teacher else None
+    teacher_blob = load_teacher(options.teacher) if options.teacher else None
     if teacher_blob is not None:
         check_teacher(teacher_blob, f"--teacher {options.teacher}")
     data = open_dataset(options)  # before RUN_DIR is made: a missing dataset leaves nothing behind
@@ -378,6 +392,8 @@ def run_search(options: SearchOptions) -> dict:
     }
     if options.resume:
         check_resume(run_dir, options, digests)
+    if options.mlflow:
+        open_mlflow(options.mlflow, run_dir.name)
     run_dir.progress.update(
         args={k: v for k, v in asdict(options).items() if k != "resume"}, space_file=space["_path"], **digests
     )
@@ -447,8 +463,11 @@ def run_search(options: SearchOptions) -> dict:
             ArmSearcher.hooks = {"teacher": teachers_ended}
             stage_of = [Stage(p.name, p.num_samples, p.epochs, p.mean_epochs or p.epochs) for p in arms_of]
             progress = ConsoleProgress(stage_of, session.max_concurrent, measured=measured, started=started)
+            callbacks = [progress]
+            if options.mlflow:
+                callbacks.append(MLflowTrialLogger(options.mlflow, experiment_name=run_dir.name))
             try:
-                results = run_plan(experiment, session, run_dir, options.resume, hint, [progress])
+                results = run_plan(experiment, session, run_dir, options.resume, hint, callbacks)
             except UserError:
                 if failed:  # the teacher stage left no teacher: say that, not "interrupted"
                     raise UserError(failed[0]) from None

@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from raysearch.checkpoint import check_teacher, export_net, import_net, load_checkpoint, save_checkpoint
+from raysearch.checkpoint import (
+    check_teacher,
+    export_net,
+    import_net,
+    load_checkpoint,
+    load_teacher,
+    save_checkpoint,
+)
 from raysearch.data import load_ptbxl
 from raysearch.errors import UserError
 from raysearch.models import ContrastiveNet
@@ -62,3 +69,14 @@ def test_check_teacher():
         check_teacher(export_net(student, scfg), "s")
     with pytest.raises(UserError, match="embedding size 16, but the student asks for 32"):
         check_teacher(export_net(teacher, tcfg), "t", 32)
+
+
+def test_a_searchs_run_dir_gives_its_teacher_when_it_has_one_size(tmp_path):
+    net, cfg = _net(size=16)
+    save_checkpoint(tmp_path / "search" / "teachers" / "16", export_net(net, cfg))
+    assert load_teacher(tmp_path / "search")["model_config"]["embedding_size"] == 16
+    assert load_teacher(tmp_path / "search" / "teachers" / "16")["model_config"]["embedding_size"] == 16
+    net, cfg = _net(size=32)
+    save_checkpoint(tmp_path / "search" / "teachers" / "32", export_net(net, cfg))
+    with pytest.raises(UserError, match=r"sizes 16, 32; give one of them, e\.g\. --teacher .*teachers/16"):
+        load_teacher(tmp_path / "search")

@@ -206,3 +206,21 @@ def test_node_local_storage_is_refused_on_several_nodes(tmp_path, synthetic_ptbx
         kill_matching(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)
         os.environ.pop("RAY_TMPDIR", None)
+
+
+def test_the_onprem_script_writes_a_valid_cluster_file_and_starts_nothing():
+    """bench/rayup_local.sh's dry parts: the copy of cluster-onprem.yaml that `ray up` reads there
+    (addresses, key and workers changed, nothing else) passes Ray's own checks. The real run needs
+    root, an SSH server and about 4 minutes: docs/cluster-onprem-run.md is its transcript."""
+    env = {**os.environ, "PYTHON": sys.executable}
+    for extra in ((), ("--worker",)):
+        done = subprocess.run(
+            ["bash", str(REPO / "bench" / "rayup_local.sh"), "--dry-run", *extra],
+            env=env, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "valid; differs from" in done.stdout and "nothing started" in done.stdout
+        assert "['auth', 'max_workers', 'min_workers', 'provider']" in done.stdout
+    script = str(REPO / "bench" / "rayup_local.sh")
+    refused = subprocess.run(["bash", script, "--bogus"], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "unknown option --bogus" in refused.stderr

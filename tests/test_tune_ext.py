@@ -123,3 +123,74 @@ def test_the_hparams_experiment_lists_every_hparam():
     from raysearch.vocabulary import HPARAMS
 
     assert set(HPARAM_TYPES) == set(HPARAMS)
+
+
+def _mlflow_runs(uri: str, experiment: str) -> list:
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+
+
+def test_mlflow_logger_keeps_one_run_per_trial_across_a_restore(tmp_path):
+    from mlflow import MlflowClient
+    from ray import cloudpickle
+
+    from raysearch.tune_ext import MLflowTrialLogger, open_mlflow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    open_mlflow(uri, "run")
+    student = {"arm": "student-4", "stage": "student", "leads": "4", "alpha": 0.5, "sim": "l1", "lr": 1e-3}
+    baseline = {"arm": "baseline-4", "stage": "baseline", "leads": "4", "lr": 2e-3}
+    logger = MLflowTrialLogger(uri, experiment_name="run")
+    logger.setup()
+    trials = [_Trial(tmp_path / "s1", student), _Trial(tmp_path / "b1", baseline)]
+    for trial in trials:
+        logger.log_trial_start(trial)
+        for epoch in (1, 2):
+            result = {METRIC: 0.5 + epoch / 10, "training_iteration": epoch, "config": trial.config}
+            logger.log_trial_result(epoch, trial, result)
+    logger.log_trial_end(trials[1])
+
+    # --resume: Tune unpickles its callbacks (cloudpickle: the mlflow module they hold goes by
+    # name) and restores the unfinished trial as a new object
+    logger = cloudpickle.loads(cloudpickle.dumps(logger))
+    logger.setup()
+    restored = _Trial(tmp_path / "s1", student)
+    logger.log_trial_start(restored)
+    logger.log_trial_result(3, restored, {METRIC: 0.9, "training_iteration": 3, "config": student})
+    logger.log_trial_end(restored)
+
+    runs = {r.data.tags["trial_id"]: r for r in _mlflow_runs(uri, "run")}
+    assert sorted(runs) == ["b1", "s1"]  # one run per trial, the restored one included
+    s1 = runs["s1"]
+    assert s1.info.run_name == "student-4-s1" and s1.info.status == "FINISHED"
+    assert s1.data.tags["arm"] == "student-4" and s1.data.tags["stage"] == "student"
+    assert s1.data.params["alpha"] == "0.5" and s1.data.params["sim"] == "l1"
+    history = MlflowClient(uri).get_metric_history(s1.info.run_id, METRIC)
+    assert [(m.step, round(m.value, 3)) for m in history] == [(1, 0.6), (2, 0.7), (3, 0.9)]
+    assert not any(k.startswith("config") for k in s1.data.metrics)  # parameters are not metrics
+    assert "alpha" not in runs["b1"].data.params and runs["b1"].info.status == "FINISHED"
+
+
+def test_mlflow_stores_that_cannot_serve_are_one_line_errors(tmp_path, monkeypatch):
+    import sys
+
+    import pytest
+
+    from raysearch.errors import UserError
+    from raysearch.tune_ext import open_mlflow
+
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    (tmp_path / "a-file").write_text("x")
+    for uri, expected in (
+        (f"file://{tmp_path / 'mlruns'}", "MLFLOW_ALLOW_FILE_STORE=true"),
+        (f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}", "--mlflow sqlite:///"),
+        ("http://127.0.0.1:9", "--mlflow http://127.0.0.1:9: "),  # nothing listens on port 9
+    ):
+        with pytest.raises(UserError, match=expected) as refused:
+            open_mlflow(uri, "run")
+        assert "\n" not in str(refused.value)
+    monkeypatch.setitem(sys.modules, "mlflow", None)  # not installed
+    with pytest.raises(UserError, match=r"pip install 'raysearch\[mlflow\]'"):
+        open_mlflow(f"sqlite:///{tmp_path / 'mlflow.db'}", "run")

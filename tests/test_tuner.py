@@ -90,9 +90,31 @@ def _scalars(run_dir: Path) -> set[str]:
     return tags
 
 
-def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl):
+def _mlflow_runs(uri: str) -> dict[str, object]:
+    """The MLflow runs of the experiment `run`, by name (the trial's folder under RUN_DIR/trials)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("run").experiment_id])
+    named = {r.info.run_name: r for r in runs}
+    assert len(named) == len(runs)
+    return named
+
+
+def _reported_trials(run_dir: Path) -> dict[str, int]:
+    """Every trial folder that holds results: {its name: epochs reported}."""
+    return {
+        d.name: len((d / "result.json").read_text().splitlines())
+        for d in (run_dir / "trials").iterdir()
+        if (d / "result.json").is_file() and (d / "result.json").stat().st_size
+    }
+
+
+def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl, tmp_path):
     env, space, storage = ray_env
-    out = finish(start_search(env, space, storage, synthetic_ptbxl, "--leads", "4", "--trials", "3"))
+    mlflow = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ("--leads", "4", "--trials", "3", "--mlflow", mlflow)
+    out = finish(start_search(env, space, storage, synthetic_ptbxl, *args))
     run_dir = storage / "run"
     # what will happen, then raysearch's own progress lines: Tune's tables and hints only with --verbose
     assert f"RUN_DIR  {run_dir}" in out and ": SYNTHETIC, " in out
@@ -142,6 +164,19 @@ def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl):
     tags = _scalars(run_dir)
     for tag in ("train_loss", "sim_loss", "val_macro_auc", "val_auc_MI"):
         assert any(t.endswith(tag) for t in tags), tag
+
+    # --mlflow: one MLflow run per trial (the teachers' too), named like its folder, each epoch's
+    # validation macro-AUC at its step, the searched parameters as the run's parameters
+    from mlflow import MlflowClient
+
+    runs, reported = _mlflow_runs(mlflow), _reported_trials(run_dir)
+    assert set(runs) == set(reported) and sum(n.startswith("student-4-") for n in runs) == 3
+    for name, run in runs.items():
+        assert run.info.status == "FINISHED" and run.data.tags["arm"] == name.rsplit("-", 1)[0]
+        history = MlflowClient(mlflow).get_metric_history(run.info.run_id, "val_macro_auc")
+        assert [m.step for m in history] == list(range(1, reported[name] + 1))
+        if run.data.tags["stage"] == "student":
+            assert {"alpha", "sim", "embedding_size", "lr", "leads", "pseudo"} <= set(run.data.params)
 
 
 def test_search_on_real_subset_with_a_given_teacher_and_its_cached_embeddings(ray_env, real_ptbxl):
@@ -234,10 +269,11 @@ def test_killed_trial_is_retried_from_its_checkpoint(ray_env, synthetic_ptbxl):
     assert r["trials"] == 2 and r["errored"] == 0 and r["restarted"] >= 1, out[-3000:]
 
 
-def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic_ptbxl):
+def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic_ptbxl, tmp_path):
     env, space, storage = ray_env
     # every arm in one experiment (teacher, student-4, baseline-4): killed mid-experiment
-    args = ("--leads", "4", "--trials", "2", "--max-concurrent", "1")
+    mlflow = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ("--leads", "4", "--trials", "2", "--max-concurrent", "1", "--mlflow", mlflow)
     space.write_text(micro(epochs=20, grace=20))
     proc = start_search(env, space, storage, synthetic_ptbxl, *args)
     run_dir = storage / "run"
@@ -256,6 +292,7 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
     for extra, message in (
         (("--trials", "5"), "--trials 5 (the run's: 2)"),
         (("--seed", "3"), "--seed 3 (the run's: 0)"),
+        (("--mlflow", "sqlite:///elsewhere.db"), f"--mlflow sqlite:///elsewhere.db (the run's: {mlflow}"),
     ):
         refused = start_search(env, space, storage, synthetic_ptbxl, *args, *extra, "--resume")  # last wins
         out, _ = refused.communicate(timeout=300)
@@ -286,6 +323,10 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
     assert len(after) == 2
     for name, text in finished_before.items():
         assert after[name] == text  # finished trials were kept, not rerun
+    # MLflow: the trials the kill cut short went on logging into their own runs, none twice
+    runs, reported = _mlflow_runs(mlflow), _reported_trials(run_dir)
+    assert set(reported) <= set(runs) and len(set(runs) - set(reported)) <= 1  # (the empty folder's)
+    assert all(runs[name].info.status == "FINISHED" for name in reported)
     # a second --resume of a finished run re-trains nothing and rewrites the same summary
     assert summary["teachers"] == json.loads((run_dir / "summary.json").read_text())["teachers"]
 
