@@ -106,11 +106,15 @@ def run_plan(
 
     from ray import tune
 
-    from raysearch.tune_ext import trial_statuses
+    from raysearch.tune_ext import repoint_search_state, trial_statuses
 
     path = run_dir.experiment(plan.name)
     if resume and tune.Tuner.can_restore(path):
         print(f"resuming {plan.name} from {path}", file=sys.stderr)
+        if run_dir.uri is None:  # a RUN_DIR moved since: its new trials must stay in the new place
+            moved = repoint_search_state(path, str(run_dir.path))
+            if moved:
+                print(f"the run was at {moved[0]}: new trials go to {run_dir.path}", file=sys.stderr)
         tuner = tune.Tuner.restore(path, trainable=session.trainable(), resume_errored=True)
     else:
         tuner = _tuner(plan, session, run_dir, list(callbacks))

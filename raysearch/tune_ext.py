@@ -8,6 +8,8 @@ Each names the private Ray/Optuna API it leans on; nowhere else in raysearch use
     FixedSearcher          a Tune Searcher over a fixed list of configurations (public API only)
     HParamsLogger          Tune's TensorBoard logger with the HParams raysearch compares trials by
                            (private: TBXLoggerCallback._try_log_hparams, _trial_writer)
+    repoint_search_state   a moved experiment's saved search state pointed at its new place
+                           (private: SearchGenerator's search_gen_state-*.json, a pickle)
     trial_statuses         every trial's status in a ResultGrid, PENDING/RUNNING ones included
                            (private: ResultGrid._experiment_analysis; no public equivalent)
     hparams_experiment     RUN_DIR's one TensorBoard HParams experiment, covering every arm
@@ -251,6 +253,32 @@ class MLflowTrialLogger(MLflowLoggerCallback):
         }
         name = f"{arm}-{trial.trial_id}" if arm else str(trial)  # as its folder under RUN_DIR/trials
         return client.create_run(experiment, run_name=name, tags=tags).info.run_id
+
+
+def repoint_search_state(experiment_dir: str | Path, storage_path: str) -> list[str]:
+    """Before `Tuner.restore` of a local experiment that was moved (copied elsewhere, resumed with
+    another --storage): Tune's saved search state keeps the experiment's storage, and the trials
+    it creates after the restore would write their checkpoints to the old place (Ray 2.60:
+    `SearchGenerator.set_state` puts back the pickled `Experiment`, whose `StorageContext` names
+    the old folder; restored trials are re-pointed by Tune, new ones are not). Point every saved
+    state at `storage_path` (the folder holding the experiment), keeping each file's times (Tune
+    loads the newest). Returns the old storage paths it replaced."""
+    from ray import cloudpickle
+
+    replaced = []
+    for path in Path(experiment_dir).glob("search_gen_state-*.json"):
+        state = cloudpickle.loads(path.read_bytes())
+        storage = state["experiment"].storage
+        if storage.storage_fs_path == storage_path:
+            continue
+        replaced.append(storage.storage_fs_path)
+        storage.storage_fs_path = storage_path
+        times = path.stat()
+        tmp = path.with_name(f"tmp-{path.name}")
+        tmp.write_bytes(cloudpickle.dumps(state))
+        tmp.replace(path)
+        os.utime(path, ns=(times.st_atime_ns, times.st_mtime_ns))
+    return replaced
 
 
 def trial_statuses(grid) -> list[str]:

@@ -287,6 +287,11 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
     assert not (run_dir / "summary.json").exists()
     killed = json.loads((run_dir / "wall.json").read_text())  # written as the run went
     assert killed["invocations"] == 1 and killed["seconds"] > 0
+    # the run is moved before it is resumed: it must go on in its new place, and only there
+    old_run_dir, storage = run_dir, tmp_path / "moved"
+    storage.mkdir()
+    run_dir = storage / "run"
+    shutil.move(old_run_dir, run_dir)
 
     # a --resume that would search something else is refused before Ray starts, naming it
     for extra, message in (
@@ -305,7 +310,9 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
     assert refused.returncode == 2 and "has changed" in out and str(space) in out, out
     space.write_text(original)
 
-    finish(start_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
+    out = finish(start_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
+    assert f"the run was at {old_run_dir}: new trials go to {run_dir}" in out
+    assert not old_run_dir.exists()  # nothing was written to where the run was
     summary = json.loads((run_dir / "summary.json").read_text())
     for arm in ("student", "baseline"):  # each arm exactly its budget; each study as Tune saw it
         r = summary["leads"]["4"][arm]
