@@ -200,6 +200,7 @@ def plot_mattered(mattered: dict, path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
 
     fig, axes = plt.subplots(len(arms), 2, figsize=(10, 3.2 * len(arms)), squeeze=False)
     colors = {"l1": "tab:blue", "l2": "tab:orange", "cosine": "tab:green", None: "tab:gray"}
@@ -219,6 +220,12 @@ def plot_mattered(mattered: dict, path: Path) -> bool:
                 )
         for ax, name in ((ax_alpha, "alpha"), (ax_lr, "learning rate")):
             ax.set_xscale("log")
+            lo, hi = ax.get_xlim()
+            if ax.has_data() and hi < 10 * lo:  # within a decade only minor ticks: plain, slanted labels
+                ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+                ax.tick_params(axis="x", which="both", labelrotation=30)
+            else:
+                ax.xaxis.set_minor_formatter(NullFormatter())
             ax.set_xlabel(name)
             ax.set_ylabel("val macro-AUC")
             ax.set_title(f"{arm}: val macro-AUC vs {name}", fontsize=10)
