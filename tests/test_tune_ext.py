@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import pytest
 from optuna.trial import TrialState
 
 from raysearch.space import to_optuna
@@ -132,13 +133,16 @@ def _mlflow_runs(uri: str, experiment: str) -> list:
     return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
 
 
-def test_mlflow_logger_keeps_one_run_per_trial_across_a_restore(tmp_path):
+@pytest.mark.parametrize("store", ["sqlite", "file"])
+def test_mlflow_logger_keeps_one_run_per_trial_across_a_restore(tmp_path, monkeypatch, store):
     from mlflow import MlflowClient
     from ray import cloudpickle
 
     from raysearch.tune_ext import MLflowTrialLogger, open_mlflow
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    if store == "file":  # a local file store: MLflow 3 serves one only when this is set
+        monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}" if store == "sqlite" else f"file://{tmp_path / 'mlruns'}"
     open_mlflow(uri, "run")
     student = {"arm": "student-4", "stage": "student", "leads": "4", "alpha": 0.5, "sim": "l1", "lr": 1e-3}
     baseline = {"arm": "baseline-4", "stage": "baseline", "leads": "4", "lr": 2e-3}
@@ -175,8 +179,6 @@ def test_mlflow_logger_keeps_one_run_per_trial_across_a_restore(tmp_path):
 
 def test_mlflow_stores_that_cannot_serve_are_one_line_errors(tmp_path, monkeypatch):
     import sys
-
-    import pytest
 
     from raysearch.errors import UserError
     from raysearch.tune_ext import open_mlflow
