@@ -99,14 +99,15 @@ def load_teacher(path: str | os.PathLike) -> dict:
     """`--teacher PATH`: a checkpoint, or a search's RUN_DIR whose teachers/ holds one embedding
     size (with several, the error names them: each is its own checkpoint, teachers/SIZE)."""
     path = Path(path)
-    sizes = sorted(p.name for p in (path / "teachers").glob("*") if (p / "model.pt").is_file())
-    if path.is_dir() and not (path / "model.pt").exists() and sizes:
+    if path.is_dir() and not (path / "model.pt").exists():
+        sizes = sorted(p.name for p in (path / "teachers").glob("*") if (p / "model.pt").is_file())
         if len(sizes) > 1:
             raise UserError(
                 f"--teacher {path}: a search's RUN_DIR with teachers of embedding sizes {', '.join(sizes)}; "
                 f"give one of them, e.g. --teacher {path / 'teachers' / sizes[0]}"
             )
-        path = path / "teachers" / sizes[0]
+        if sizes:
+            path = path / "teachers" / sizes[0]
     return load_checkpoint(path)
 
 

@@ -9,7 +9,8 @@ shares through the object store.
 Teachers may be put after the trials started (a search's students open when its teacher stage
 ends): they reach the trials through a Shelf, a small actor holding their refs by name.
 
-A local Ray is started unless `address` names a cluster to join. On more than one node the
+A local Ray is started unless `address` names a cluster to join; it listens on 127.0.0.1 only
+(nothing outside the machine can reach it). On more than one node the
 run directory must be visible from every node (probed, not guessed) unless it is a URI.
 """
 
@@ -261,6 +262,8 @@ def ray_session(options: ClusterOptions, run_dir: RunDir) -> Iterator[Session]:
 
     import ray
 
+    from raysearch.tune_ext import loopback_only
+
     level = logging.INFO if options.verbose else logging.ERROR
     if not options.verbose:
         # Tune's own hints (Tuner.restore, a TensorBoard path under /tmp/ray) contradict ours, and
@@ -274,7 +277,10 @@ def ray_session(options: ClusterOptions, run_dir: RunDir) -> Iterator[Session]:
     if options.address:
         ray.init(address=options.address, log_to_driver=False, logging_level=level)
     else:
-        ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=level)
+        with loopback_only():
+            ray.init(
+                num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=level
+            )
     try:
         check_requests(options)
         if run_dir.uri is None:

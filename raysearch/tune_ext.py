@@ -17,12 +17,17 @@ Each names the private Ray/Optuna API it leans on; nowhere else in raysearch use
                            --resume (private: MLflowLoggerCallback._trial_runs)
     open_mlflow            check an MLflow tracking URI and make the run's experiment there
     object_store_stats     Ray's object-store accounting (private: ray._private.internal_api)
+    loopback_only          a local Ray that listens on 127.0.0.1 only
+                           (private: ray._private.ray_constants.ENABLE_RAY_CLUSTER)
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from unittest import mock
 
 from optuna.trial import TrialState
 from ray.air.integrations.mlflow import MLflowLoggerCallback
@@ -196,12 +201,11 @@ def open_mlflow(tracking_uri: str, experiment: str) -> None:
     except ImportError:
         raise UserError("--mlflow needs MLflow: pip install 'raysearch[mlflow]'") from None
     quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-    saved = {k: os.environ.get(k) for k in quick}
-    os.environ.update(quick)
     try:
-        client = mlflow.MlflowClient(tracking_uri)
-        if client.get_experiment_by_name(experiment) is None:
-            client.create_experiment(experiment)
+        with mock.patch.dict(os.environ, quick):  # for this check only, not for the trials' logging
+            client = mlflow.MlflowClient(tracking_uri)
+            if client.get_experiment_by_name(experiment) is None:
+                client.create_experiment(experiment)
     except Exception as e:  # MLflow raises many kinds (MlflowException, OSError, requests' errors)
         reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
         if "MLFLOW_ALLOW_FILE_STORE" in reason:  # MLflow 3's paragraph, said in one line
@@ -210,12 +214,6 @@ def open_mlflow(tracking_uri: str, experiment: str) -> None:
                 "store (sqlite:///PATH/mlflow.db) needs nothing"
             )
         raise UserError(f"--mlflow {tracking_uri}: {reason[:300]}") from None
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 class MLflowTrialLogger(MLflowLoggerCallback):
@@ -304,3 +302,24 @@ def object_store_stats() -> dict:
         "cumulative_created_bytes": int(stats.cumulative_created_bytes),
         "bytes_used_per_node": per_node,
     }
+
+
+@contextmanager
+def loopback_only() -> Iterator[None]:
+    """While a local Ray starts: its node on 127.0.0.1, so that every server it starts (GCS,
+    raylet, object manager, workers, agents) listens on the loopback interface only.
+
+    On Linux Ray takes a lone node for the first of a cluster and gives it the machine's routable
+    address, even when asked for 127.0.0.1 (`_node_ip_address` is resolved away from loopback),
+    and its servers then listen on every interface. On macOS and Windows it keeps a node on
+    loopback; the switch it reads there (`RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER`, read once at import
+    into `ray_constants.ENABLE_RAY_CLUSTER`) is turned off here for the start only, and in the
+    environment the node's processes inherit. A search meant to span machines joins a cluster
+    started with `ray start` instead (--address)."""
+    from ray._private import ray_constants
+
+    with (
+        mock.patch.dict(os.environ, {ray_constants.ENABLE_RAY_CLUSTERS_ENV_VAR: "0"}),
+        mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False),
+    ):
+        yield

@@ -224,3 +224,15 @@ def test_the_onprem_script_writes_a_valid_cluster_file_and_starts_nothing():
     script = str(REPO / "bench" / "rayup_local.sh")
     refused = subprocess.run(["bash", script, "--bogus"], capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "unknown option --bogus" in refused.stderr
+
+
+@pytest.mark.parametrize("name", ["cluster.yaml", "cluster-onprem.yaml"])
+def test_the_cluster_files_keep_the_dashboard_on_the_heads_loopback(name):
+    """Ray's dashboard (and its job server, which runs code) listens where --dashboard-host says;
+    the README reaches it with `ray dashboard FILE`, an SSH tunnel."""
+    import yaml
+
+    starts = [
+        c for c in yaml.safe_load((REPO / name).read_text())["head_start_ray_commands"] if "ray start" in c
+    ]
+    assert starts and all("--dashboard-host=127.0.0.1" in c for c in starts), starts

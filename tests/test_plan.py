@@ -17,5 +17,9 @@ def test_best_is_chosen_among_trials_that_ran_every_epoch():
     trials = sort_trials([full, better_but_stopped, errored], epochs=4)
     assert trials == {"finished": [full], "stopped_early": [better_but_stopped], "errored": [errored]}
     assert best_trial([full, better_but_stopped, errored, _result(0.7, 4)], 4, "arm") is full
-    with pytest.raises(UserError, match="arm: no trial finished all 4 epochs \\(1 errored\\)"):
+    with pytest.raises(
+        UserError, match="arm: no trial finished all 4 epochs \\(of 2: 1 stopped early, 1 errored\\)"
+    ):
         best_trial([better_but_stopped, errored], 4, "arm")
+    with pytest.raises(UserError, match="^arm: no trial ran$"):
+        best_trial([], 4, "arm")

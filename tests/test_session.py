@@ -1,7 +1,11 @@
-"""The Ray session refuses, at once, a trial request no node can meet (Tune would wait forever)."""
+"""The Ray session: a local Ray reachable from this machine only; a trial request no node can
+meet refused at once (Tune would wait forever)."""
 
+import ipaddress
 import os
+import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 from conftest import REPO, kill_matching, run_cli
@@ -46,3 +50,87 @@ def test_a_joined_cluster_counts_what_its_autoscaler_can_add():
     assert unmet_request(ClusterOptions(gpus_per_trial=1), [{"CPU": 2.0}]) == (
         "--gpus-per-trial 1: this machine has no GPU"
     )
+
+
+def descendants(root: int) -> set[int]:
+    """`root` and every process below it (a local Ray's GCS and raylet are the driver's children;
+    its workers and agents the raylet's)."""
+    children: dict[int, list[int]] = {}
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rpartition(")")[2].split()[1])
+        children.setdefault(ppid, []).append(int(pid))
+    found, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        found.add(pid)
+        todo += children.get(pid, [])
+    return found
+
+
+def listening_addresses(pids: set[int]) -> dict[str, list]:
+    """{process name: [address, ...]} of the TCP sockets the processes `pids` listen on, read
+    from /proc (IPv6 included: a wildcard listener shows there as ::)."""
+    listening = {}  # socket inode -> address
+    for table, size in (("/proc/net/tcp", 4), ("/proc/net/tcp6", 16)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # LISTEN
+                raw = bytes.fromhex(fields[1].split(":")[0])
+                # the kernel prints each 32-bit word in host (little-endian) order
+                ip = b"".join(raw[i : i + 4][::-1] for i in range(0, size, 4))
+                listening[fields[9]] = ipaddress.ip_address(ip)
+    found = {}
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            inode = target[len("socket:[") : -1] if target.startswith("socket:[") else None
+            if inode in listening:
+                found.setdefault(f"{name}[{pid}]", []).append(listening[inode])
+    return found
+
+
+def test_a_local_ray_listens_on_loopback_only(tmp_path, monkeypatch):
+    """Ray's default on Linux is every interface (its node takes the machine's address); the
+    search's own local Ray must not be reachable from other machines."""
+    import ray
+
+    from raysearch.rundir import RunDir
+    from raysearch.session import ClusterOptions, ray_session
+
+    ray_tmp = tempfile.mkdtemp(prefix="rsl", dir="/tmp")
+    monkeypatch.setenv("RAY_TMPDIR", ray_tmp)
+    monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
+    try:
+        with ray_session(ClusterOptions(address=None, num_cpus=1), RunDir(str(tmp_path), "run")):
+            worker = ray.get(ray.remote(num_cpus=1)(lambda: os.getpid()).remote())  # a worker listens too
+            found = listening_addresses(descendants(os.getpid()))
+            node_ip = ray.util.get_node_ip_address()
+    finally:
+        kill_matching(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+    names = " ".join(found)
+    for part in ("gcs_server", "raylet", "ray::RuntimeEnv", f"[{worker}]"):
+        assert part in names, found
+    exposed = {
+        name: ips
+        for name, ips in found.items()
+        if not all(
+            ip.is_loopback or (ip.version == 6 and ip.ipv4_mapped is not None and ip.ipv4_mapped.is_loopback)
+            for ip in ips
+        )
+    }
+    assert not exposed, f"listening beyond loopback: {exposed}"
+    assert node_ip == "127.0.0.1"
+    assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") is None  # put back after the start

@@ -1,5 +1,6 @@
 """The Tune/Optuna extensions, each on its own: pruned ASHA trials, fixed configurations, HParams."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,7 @@ def test_mlflow_stores_that_cannot_serve_are_one_line_errors(tmp_path, monkeypat
     from raysearch.tune_ext import open_mlflow
 
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "5")  # the user's, for the trials' logging
     (tmp_path / "a-file").write_text("x")
     for uri, expected in (
         (f"file://{tmp_path / 'mlruns'}", "MLFLOW_ALLOW_FILE_STORE=true"),
@@ -193,6 +195,7 @@ def test_mlflow_stores_that_cannot_serve_are_one_line_errors(tmp_path, monkeypat
         with pytest.raises(UserError, match=expected) as refused:
             open_mlflow(uri, "run")
         assert "\n" not in str(refused.value)
+        assert os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] == "5"  # the check's quick settings were its own
     monkeypatch.setitem(sys.modules, "mlflow", None)  # not installed
     with pytest.raises(UserError, match=r"pip install 'raysearch\[mlflow\]'"):
         open_mlflow(f"sqlite:///{tmp_path / 'mlflow.db'}", "run")
