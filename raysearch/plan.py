@@ -164,9 +164,9 @@ def sort_trials(results: list, epochs: int) -> dict[str, list]:
 
 def best_trial(results: list, epochs: int, what: str) -> object:
     """The trial with the best validation metric among those that ran every epoch."""
-    trials = sort_trials(results, epochs)
     if not results:
         raise UserError(f"{what}: no trial ran")
+    trials = sort_trials(results, epochs)
     if not trials["finished"]:
         raise UserError(
             f"{what}: no trial finished all {epochs} epochs (of {len(results)}: "

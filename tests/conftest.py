@@ -137,6 +137,15 @@ def ray_env(tmp_path):
     shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+def mlflow_runs(uri: str, experiment: str = "run") -> list:
+    """Every MLflow run of `experiment` in the tracking store `uri` (--mlflow's experiment is named
+    like the search's run)."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(uri)
+    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+
+
 def kill_matching(fragment: str) -> int:
     """SIGKILL every process whose command line or environment contains `fragment`; returns how
     many. A Ray temp dir names a test's own Ray: its raylet and GCS carry it in their command

@@ -4,6 +4,7 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import mlflow_runs
 from optuna.trial import TrialState
 
 from raysearch.space import to_optuna
@@ -127,13 +128,6 @@ def test_the_hparams_experiment_lists_every_hparam():
     assert set(HPARAM_TYPES) == set(HPARAMS)
 
 
-def _mlflow_runs(uri: str, experiment: str) -> list:
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
-    return client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-
-
 @pytest.mark.parametrize("store", ["sqlite", "file"])
 def test_mlflow_logger_keeps_one_run_per_trial_across_a_restore(tmp_path, monkeypatch, store):
     from mlflow import MlflowClient
@@ -166,7 +160,7 @@ def test_mlflow_logger_keeps_one_run_per_trial_across_a_restore(tmp_path, monkey
     logger.log_trial_result(3, restored, {METRIC: 0.9, "training_iteration": 3, "config": student})
     logger.log_trial_end(restored)
 
-    runs = {r.data.tags["trial_id"]: r for r in _mlflow_runs(uri, "run")}
+    runs = {r.data.tags["trial_id"]: r for r in mlflow_runs(uri)}
     assert sorted(runs) == ["b1", "s1"]  # one run per trial, the restored one included
     s1 = runs["s1"]
     assert s1.info.run_name == "student-4-s1" and s1.info.status == "FINISHED"

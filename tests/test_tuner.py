@@ -20,6 +20,7 @@ from conftest import (
     finished_trials,
     kill_matching,
     micro,
+    mlflow_runs,
     running_trial,
     start_search,
     trial_dirs,
@@ -90,12 +91,9 @@ def _scalars(run_dir: Path) -> set[str]:
     return tags
 
 
-def _mlflow_runs(uri: str) -> dict[str, object]:
+def _mlflow_runs_by_name(uri: str) -> dict[str, object]:
     """The MLflow runs of the experiment `run`, by name (the trial's folder under RUN_DIR/trials)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("run").experiment_id])
+    runs = mlflow_runs(uri)
     named = {r.info.run_name: r for r in runs}
     assert len(named) == len(runs)
     return named
@@ -169,7 +167,7 @@ def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl, tmp_path):
     # validation macro-AUC at its step, the searched parameters as the run's parameters
     from mlflow import MlflowClient
 
-    runs, reported = _mlflow_runs(mlflow), _reported_trials(run_dir)
+    runs, reported = _mlflow_runs_by_name(mlflow), _reported_trials(run_dir)
     assert set(runs) == set(reported) and sum(n.startswith("student-4-") for n in runs) == 3
     for name, run in runs.items():
         assert run.info.status == "FINISHED" and run.data.tags["arm"] == name.rsplit("-", 1)[0]
@@ -331,7 +329,7 @@ def test_killed_driver_resumes_without_losing_finished_trials(ray_env, synthetic
     for name, text in finished_before.items():
         assert after[name] == text  # finished trials were kept, not rerun
     # MLflow: the trials the kill cut short went on logging into their own runs, none twice
-    runs, reported = _mlflow_runs(mlflow), _reported_trials(run_dir)
+    runs, reported = _mlflow_runs_by_name(mlflow), _reported_trials(run_dir)
     assert set(reported) <= set(runs) and len(set(runs) - set(reported)) <= 1  # (the empty folder's)
     assert all(runs[name].info.status == "FINISHED" for name in reported)
     # a second --resume of a finished run re-trains nothing and rewrites the same summary
