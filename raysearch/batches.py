@@ -28,16 +28,31 @@ class Signals:
     """
 
     def __init__(self, data: PTBXL, device: torch.device, resident: bool | None = None):
-        self.data, self.device = data, device
+        self.device = device
         self.resident = device.type == "cuda" if resident is None else resident
-        self.mean, self.std = torch.from_numpy(data.mean).to(device), torch.from_numpy(data.std).to(device)
-        if self.resident:  # np.array: a writable copy of what may be a read-only memmap / Ray buffer
-            self.signals = torch.from_numpy(np.array(data.signals)).to(device)
-            self.baseline = torch.from_numpy(np.array(data.baseline)).to(device)
-            self.gain = torch.from_numpy(np.array(data.gain)).to(device)
-            self.meta = torch.from_numpy(np.array(data.meta)).to(device)
-            self.labels = torch.from_numpy(np.array(data.labels)).to(device)
         self._lead_index: dict[tuple[int, ...], torch.Tensor] = {}
+        self.load(data)
+
+    def load(self, data: PTBXL) -> None:
+        """Read `data` from now on. Its arrays go to the device into the tensors already there when
+        there are some (a captured graph holds their addresses: a reused step must read this trial's
+        data, not the last one's); the shapes must then be theirs."""
+        self.data = data
+        arrays = {"mean": data.mean, "std": data.std}
+        if self.resident:
+            arrays.update(
+                signals=data.signals,
+                baseline=data.baseline,
+                gain=data.gain,
+                meta=data.meta,
+                labels=data.labels,
+            )
+        for name, array in arrays.items():  # np.array: a writable copy of a read-only memmap / Ray buffer
+            tensor = torch.from_numpy(np.array(array))
+            if name in self.__dict__:
+                self.__dict__[name].copy_(tensor)
+            else:
+                setattr(self, name, tensor.to(self.device))
 
     def lead_index(self, leads: tuple[int, ...]) -> torch.Tensor:
         """`leads` as a device index tensor, made once (indexing with a list copies it every call)."""
@@ -167,14 +182,23 @@ class CachedEmbeddings:
     """A TeacherCache on the training device: `lookup(rows, positions)` -> (b, E) float32."""
 
     def __init__(self, cache: TeacherCache, device: torch.device):
+        self.device = device
+        self.embeddings, self.index = self._tensors(cache)
+
+    def _tensors(self, cache: TeacherCache) -> tuple[torch.Tensor, torch.Tensor]:
         emb = torch.from_numpy(np.array(cache.embeddings))  # writable: a Ray buffer is read-only
         if cache.dtype == "bfloat16":
             emb = emb.view(torch.bfloat16)
-        self.embeddings = emb.to(device)
         rows = int(cache.rows.max()) + 1 if len(cache.rows) else 0
         index = np.full(rows, -1, np.int64)
         index[cache.rows] = np.arange(len(cache.rows))
-        self.index = torch.from_numpy(index).to(device)
+        return emb.to(self.device), torch.from_numpy(index).to(self.device)
+
+    def load(self, cache: TeacherCache) -> None:
+        """Read `cache` from now on, copied into the tensors a captured graph holds (same shapes)."""
+        embeddings, index = self._tensors(cache)
+        self.embeddings.copy_(embeddings)
+        self.index.copy_(index)
 
     def lookup(self, rows: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         return self.embeddings[self.index[rows], positions].float()

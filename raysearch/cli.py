@@ -242,7 +242,7 @@ def data_main(argv: list[str]) -> int:
 
 def train_parser() -> argparse.ArgumentParser:
     from raysearch.models import ARCHS
-    from raysearch.train import GRAPHS, PRECISIONS, TrainConfig, TrainOptions
+    from raysearch.train import GRAPHS, TRAIN_PRECISIONS, TrainConfig, TrainOptions
     from raysearch.vocabulary import SIMS
 
     d, o = TrainConfig(), TrainOptions()
@@ -277,7 +277,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--crop-seconds", type=float, default=d.crop_seconds, help="training crop (0: the whole 10 s)"
     )
-    p.add_argument("--precision", default=d.precision, choices=PRECISIONS, help="autocast precision")
+    p.add_argument("--precision", default=d.precision, choices=TRAIN_PRECISIONS, help="autocast precision")
     p.add_argument(
         "--graphs",
         default=d.graphs,

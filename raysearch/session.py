@@ -7,7 +7,10 @@ shares through the object store.
         trainable = session.trainable()     # the Tune trainable bound to the data and the shelf
 
 Teachers may be put after the trials started (a search's students open when its teacher stage
-ends): they reach the trials through a Shelf, a small actor holding their refs by name.
+ends): they reach the trials through a Shelf, a small actor holding their refs by name. A
+teacher's cached embeddings are computed by the first student trial that needs them, with its own
+resources, and shared through the same Shelf (nothing the driver waits for inside Tune's loop,
+where finished trials' actors may hold every slot).
 
 A local Ray is started unless `address` names a cluster to join; it listens on 127.0.0.1 only
 (nothing outside the machine can reach it). On more than one node the
@@ -17,7 +20,6 @@ run directory must be visible from every node (probed, not guessed) unless it is
 from __future__ import annotations
 
 import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -45,16 +47,53 @@ class ClusterOptions:
 class Shelf:
     """A Ray actor holding object refs by name (`teacher/64`, `cache/64/31/2.5/bf16`), so that a
     trial started before a ref existed still finds it. Refs travel inside lists: Ray would
-    otherwise resolve a ref passed or returned at the top level."""
+    otherwise resolve a ref passed or returned at the top level.
+
+    It also lets trials share what one of them computes (the teacher's cached embeddings): the
+    first trial to `claim` a name computes it and `keep`s it here, owned by the shelf, so it
+    outlives that trial; the others wait for it. A claim whose holder stops beating (its process
+    died) for STALE_SECONDS passes to the next trial that asks.
+    """
+
+    STALE_SECONDS = 60.0
 
     def __init__(self):
         self.refs: dict[str, object] = {}
+        self.claims: dict[str, tuple[str, float]] = {}  # name -> (claimant, its last beat)
 
     def put(self, name: str, ref: list) -> None:
         self.refs[name] = ref[0]
 
     def get(self, name: str) -> list:
         return [self.refs.get(name)]
+
+    def claim(self, name: str, claimant: str) -> list:
+        """[ref] when `name` is on the shelf; [True] when `claimant` is to compute it (nobody else
+        is, or the one who was stopped beating); [False] while another computes it."""
+        if name in self.refs:
+            return [self.refs[name]]
+        held = self.claims.get(name)
+        now = time.monotonic()
+        if held is None or held[0] == claimant or now - held[1] > self.STALE_SECONDS:
+            self.claims[name] = (claimant, now)
+            return [True]
+        return [False]
+
+    def beat(self, name: str, claimant: str) -> None:
+        if self.claims.get(name, ("",))[0] == claimant:
+            self.claims[name] = (claimant, time.monotonic())
+
+    def drop(self, name: str, claimant: str) -> None:
+        """The claimant gave up (its computation failed): the next trial that asks computes it."""
+        if self.claims.get(name, ("",))[0] == claimant:
+            del self.claims[name]
+
+    def keep(self, name: str, value) -> None:
+        """Put `value` in the object store, owned by the shelf (it lives as long as the session)."""
+        import ray
+
+        self.refs[name] = ray.put(value)
+        self.claims.pop(name, None)
 
 
 class Session:
@@ -68,7 +107,6 @@ class Session:
         self.max_concurrent = max_concurrent
         self.data_ref = None
         self.teacher_refs: dict[int, object] = {}
-        self.cache_refs: dict[str, object] = {}
         # on the driver's node: a worker node may leave the cluster while the search runs
         here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
         self.shelf = ray.remote(num_cpus=0)(Shelf).options(scheduling_strategy=here).remote()
@@ -114,45 +152,6 @@ class Session:
             keep = ("config", "model_config", "data", "model")
             self.teacher_refs[int(size)] = ray.put({k: blob.get(k) for k in keep})
             self._shelve(f"teacher/{int(size)}", self.teacher_refs[int(size)])
-
-    def put_teacher_caches(self, configs: list[dict]) -> None:
-        """For student configurations that read cached teacher embeddings (`teacher_cache` > 0):
-        each teacher's embeddings, computed once per crop grid by a Ray task with one trial's
-        resources and kept in the object store for every trial of every arm. Waits for them, so
-        no student holds a trial's resources while its cache is still being computed."""
-        import ray
-
-        from raysearch.trainable import cache_key, teacher_cache_task, trial_config
-
-        todo = {}
-        for config in configs:
-            if config.get("stage") != "student" or not config.get("teacher_cache"):
-                continue
-            for size in self.teacher_refs:
-                sized = {**config, **self.trial_constants(), "embedding_size": size}
-                key = cache_key(trial_config(sized).resolved())
-                if key not in self.cache_refs:
-                    todo.setdefault(key, sized)
-        if not todo:
-            return
-        t0 = time.perf_counter()
-        task = ray.remote(num_cpus=self.options.cpus_per_trial, num_gpus=self.options.gpus_per_trial)(
-            teacher_cache_task
-        )
-        refs = {
-            k: task.remote(self.data_ref, self.teacher_refs[int(c["embedding_size"])], c)
-            for k, c in todo.items()
-        }
-        ray.get(list(refs.values()))  # a failure surfaces here, before any student starts
-        self.cache_refs.update(refs)
-        for key, ref in refs.items():
-            self._shelve(f"cache/{key}", ref)
-        print(
-            f"teacher embeddings cached for the students ({', '.join(refs)}: embedding size / crop "
-            f"positions / crop seconds / precision) in {time.perf_counter() - t0:.0f} s",
-            file=sys.stderr,
-            flush=True,
-        )
 
     def trainable(self):
         """The Tune trainable: train_trial bound to the data and the shelf, with each trial's resources."""

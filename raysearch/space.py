@@ -32,7 +32,7 @@ from pathlib import Path
 import yaml
 
 from raysearch.errors import UserError
-from raysearch.train import TrainConfig
+from raysearch.train import TRAIN_PRECISIONS, TrainConfig
 from raysearch.vocabulary import LEAD_SUBSETS, SIMS
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
@@ -82,6 +82,11 @@ def _check_distribution(where: str, spec, path: str) -> None:
 def _check_values(where: str, name: str, values: list, path: str) -> None:
     if name == "sim" and not set(values) <= set(SIMS):
         raise UserError(f"{path}: {where}: sim {values!r}; expected values from {', '.join(SIMS)}")
+    if name == "precision" and not set(values) <= set(TRAIN_PRECISIONS):
+        raise UserError(
+            f"{path}: {where}: precision {values!r}; expected {' or '.join(TRAIN_PRECISIONS)} "
+            f"(fp16 would need loss scaling to train)"
+        )
     if name in ("embedding_size", "epochs", "batch_size", "width", "depth") and not all(
         isinstance(v, int) and v > 0 for v in values
     ):

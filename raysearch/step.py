@@ -11,13 +11,16 @@ captured once as a CUDA graph and replayed for every batch: static device buffer
 batch's row indices and crop starts, the learning rate and AdamW's beta1 live in device tensors the
 schedule fills, and nothing in an epoch waits for the host. Shapes are fixed, so the epoch's last
 partial batch is padded (batches.epoch_plan) and the padding weighted 0 in the loss. A process
-keeps its last captured step: the next trial of the same shapes (Ray Tune's reused actors) loads
-its fresh weights into it instead of capturing again.
+keeps its last captured step (only once captured): the next trial of the same shapes (Ray Tune's
+reused actors) loads its fresh weights, data and settings into it instead of capturing again. With
+`graphs auto` a capture that fails (an operation a GPU or torch build cannot capture, memory)
+says so in one line and the trial goes on eagerly.
 """
 
 from __future__ import annotations
 
-import copy
+import sys
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -28,6 +31,7 @@ from raysearch.errors import UserError
 from raysearch.models import ContrastiveNet
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (allocator, cuBLAS/cuDNN workspaces)
+BETAS = (0.9, 0.999)  # AdamW's; a schedule may move beta1 (one-cycle), every trial starts from these
 
 
 def similarity(kind: str, v12: torch.Tensor, vx: torch.Tensor, weight: torch.Tensor | None = None):
@@ -63,7 +67,9 @@ class TrainStep:
 
     `net` trains; `teacher` (student stage) is the frozen 12-lead teacher, or `cache` its embeddings
     precomputed on a crop grid. `graphed`: capture on the first batch, replay afterwards (CUDA,
-    resident signals, the optimizer built by `make_optimizer(..., graphed=True)`).
+    resident signals, the optimizer built by `make_optimizer(..., graphed=True)`); `fallback`: a
+    capture that fails continues eagerly instead of raising (graphs auto). `reuse_key`: once
+    captured, the step is kept under it for a later trial of this process (`reusable`).
     """
 
     def __init__(
@@ -79,16 +85,20 @@ class TrainStep:
         teacher: ContrastiveNet | None = None,
         cache: CachedEmbeddings | None = None,
         graphed: bool = False,
+        fallback: bool = False,
+        reuse_key: tuple | None = None,
     ):
         self.net, self.optimizer, self.signals = net, optimizer, signals
         self.leads, self.length, self.precision, self.sim = tuple(leads), length, precision, sim
         self.teacher, self.cache, self.graphed = teacher, cache, graphed
+        self.fallback, self.reuse_key = fallback, reuse_key
         self.device = signals.device
         self.bce = nn.BCEWithLogitsLoss()
         self.sums = torch.zeros(3, dtype=torch.float64, device=self.device)
         # alpha in a device tensor when graphed: a reused graph serves trials of any alpha
         self.alpha = torch.tensor(alpha, device=self.device) if graphed else alpha
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.replay: Callable[[], None] | None = None  # the captured step, once captured
+        self.static: dict[str, torch.Tensor | None] = {}  # the device buffers the graph reads
         self.plan: dict[str, torch.Tensor | np.ndarray | None] = {}
 
     # --------------------------------------------------------------------------- the math
@@ -153,37 +163,43 @@ class TrainStep:
     def __call__(self, first: int, last: int) -> None:
         """Train on the plan's batch [first, last)."""
         p = {k: None if v is None else v[first:last] for k, v in self.plan.items()}
+        if self.graphed and self.replay is None:
+            self._capture(p)  # with fallback, a failed capture leaves the step eager
         if not self.graphed:  # eager: on a CPU the partial last batch as it is, plain means; on a
             # GPU the padded plan with its weights, so that graphs change the speed, not the sums
             self._step(
                 p["rows"], p["starts"], p["positions"], p["weights"] if self.signals.resident else None
             )
             return
-        if self.graph is None:
-            self._capture(p)
         for k, v in p.items():
             if v is not None:
                 self.static[k].copy_(v)
-        self.graph.replay()
+        self.replay()
 
     def _capture(self, p: dict) -> None:
-        """Warm up on a side stream, capture one step, then undo the warm-up's updates."""
-        self.static = {k: None if v is None else v.clone() for k, v in p.items()}
+        """Capture one step (capture_graph), then undo the warm-up's updates. A failure raises, or
+        with `fallback` says why in one line and leaves the step eager; either way the weights,
+        the optimizer and the sums are what they were, and the step is kept for reuse only once
+        captured."""
+        static = {k: None if v is None else v.clone() for k, v in p.items()}
         saved_net = {k: v.clone() for k, v in self.net.state_dict().items()}
         saved_opt = {q: {k: v.clone() for k, v in st.items()} for q, st in self.optimizer.state.items()}
         saved_sums = self.sums.clone()
-        saved_rng = torch.cuda.get_rng_state(self.device)  # the warm-up's dropout masks are not the run's
-        args = (self.static["rows"], self.static["starts"], self.static["positions"], self.static["weights"])
-        side = torch.cuda.Stream(self.device)
-        side.wait_stream(torch.cuda.current_stream(self.device))
-        with torch.cuda.stream(side):
-            for _ in range(WARMUP_STEPS):
-                self._step(*args)
-        torch.cuda.current_stream(self.device).wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        self.optimizer.zero_grad(set_to_none=True)  # the graph's backward allocates its own grads
-        with torch.cuda.graph(self.graph):
-            self._step(*args)
+        args = (static["rows"], static["starts"], static["positions"], static["weights"])
+        try:
+            replay = capture_graph(lambda: self._step(*args), self.device, WARMUP_STEPS)
+        except Exception as e:
+            if not self.fallback:
+                raise
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            print(
+                f"graphs auto: capturing the training step failed ({reason}); this trial continues "
+                f"eagerly (graphs off: same sums, slower)",
+                file=sys.stderr,
+                flush=True,
+            )
+            self.graphed = False
+            replay = None
         with torch.no_grad():
             for k, v in self.net.state_dict().items():
                 v.copy_(saved_net[k])
@@ -194,11 +210,38 @@ class TrainStep:
                     else:
                         v.zero_()
             self.sums.copy_(saved_sums)
-        torch.cuda.set_rng_state(saved_rng, self.device)  # replays draw what eager steps would
+        if replay is not None:
+            self.static, self.replay = static, replay
+            if self.reuse_key is not None:
+                remember(self.reuse_key, self)
 
     def epoch_means(self, records: int) -> list[float]:
         """(loss, bce, sim) averaged over the epoch's records: the epoch's one host read."""
         return (self.sums / records).tolist()
+
+
+def capture_graph(step: Callable[[], None], device: torch.device, warmup: int) -> Callable[[], None]:
+    """`step` captured as one CUDA graph on `device` (after `warmup` eager calls on a side stream:
+    allocator, cuBLAS/cuDNN workspaces); returns the graph's replay. Everything runs under
+    `device`, and the capture gets a stream of that device: torch's default capture stream belongs
+    to whichever device was current when it was first made, and a graph captured on another
+    device's stream records nothing of this one's kernels. The CUDA random state is put back
+    afterwards, so the warm-up's dropout masks are not the run's."""
+    with torch.cuda.device(device):
+        rng = torch.cuda.get_rng_state(device)
+        try:
+            side = torch.cuda.Stream(device)
+            side.wait_stream(torch.cuda.current_stream(device))
+            with torch.cuda.stream(side):
+                for _ in range(warmup):
+                    step()
+            torch.cuda.current_stream(device).wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph, stream=torch.cuda.Stream(device)):
+                step()
+        finally:
+            torch.cuda.set_rng_state(rng, device)
+    return graph.replay
 
 
 # ------------------------------------------------------------------------------- optimizer
@@ -217,13 +260,13 @@ class CapturableAdamW(torch.optim.AdamW):
         super().__init__(
             params,
             lr=lr,
-            betas=(beta1, torch.tensor(0.999, device=beta1.device)),
+            betas=(beta1, torch.tensor(BETAS[1], device=beta1.device)),
             weight_decay=weight_decay,
             foreach=False,
             capturable=True,
         )
         for group in self.param_groups:  # beta2 stays constant: a float
-            group["betas"] = (group["betas"][0], 0.999)
+            group["betas"] = (group["betas"][0], BETAS[1])
         # the tensors a captured step reads, whatever a scheduler later writes into the groups
         self.lr_tensor, self.beta1_tensor = self.param_groups[0]["lr"], self.param_groups[0]["betas"][0]
 
@@ -276,11 +319,11 @@ def make_optimizer(params, lr: float, weight_decay: float, graphed: bool) -> tor
     """AdamW; graphed: CapturableAdamW, whose learning rate and beta1 live in device tensors the
     schedule fills, so a replayed graph follows the schedule without recapturing."""
     if not graphed:
-        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+        return torch.optim.AdamW(params, lr=lr, betas=BETAS, weight_decay=weight_decay)
     params = list(params)
     device = params[0].device
     return CapturableAdamW(
-        params, torch.tensor(lr, device=device), torch.tensor(0.9, device=device), weight_decay
+        params, torch.tensor(lr, device=device), torch.tensor(BETAS[0], device=device), weight_decay
     )
 
 
@@ -339,7 +382,7 @@ _LAST: dict = {}  # key -> the process's last graphed TrainStep (one: memory sta
 
 
 def reusable(key: tuple) -> TrainStep | None:
-    """The process's last graphed step if it was captured for `key`, else None (and it is freed)."""
+    """The process's last captured step if it was captured for `key`, else None (and it is freed)."""
     step = _LAST.get(key)
     if step is None:
         _LAST.clear()
@@ -349,8 +392,3 @@ def reusable(key: tuple) -> TrainStep | None:
 def remember(key: tuple, step: TrainStep) -> None:
     _LAST.clear()
     _LAST[key] = step
-
-
-def detached_copy(net: ContrastiveNet) -> ContrastiveNet:
-    """A copy of a graphed step's network for the caller: the next trial reuses the original."""
-    return copy.deepcopy(net)

@@ -133,7 +133,6 @@ def run_seeds(options: ReportOptions, run_dir: RunDir, frozen: dict, data, seeds
     with ray_session(options, run_dir) as session:
         session.put_data(data)
         session.put_teachers({int(size): load_checkpoint(path) for size, path in frozen["teachers"].items()})
-        session.put_teacher_caches(list(frozen["configs"].values()))
         plan = seed_plan(frozen, todo, session.trial_constants())
         print(
             f"report: training {len(todo)} run(s) ({len(seeds)} seed(s) x {len(frozen['configs'])} "

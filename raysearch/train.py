@@ -21,6 +21,7 @@ fold (10) only when the caller asks for the final figures.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -49,18 +50,19 @@ from raysearch.metrics import bootstrap_ci, macro_auc, per_class_auc
 from raysearch.models import ARCHS, ContrastiveNet, ModelConfig
 from raysearch.sources import DataOptions, open_dataset
 from raysearch.step import (
+    BETAS,
+    CapturableAdamW,
     TrainStep,
     autocast,
-    detached_copy,
     load_optimizer_state,
     make_optimizer,
     portable_optimizer_state,
-    remember,
     reusable,
 )
 from raysearch.vocabulary import CLASSES, PSEUDO, SIMS, STAGES, lead_label, parse_leads
 
-PRECISIONS = ("fp32", "bf16", "fp16")
+PRECISIONS = ("fp32", "bf16", "fp16")  # what a model may be evaluated in
+TRAIN_PRECISIONS = ("fp32", "bf16")  # fp16 would need loss scaling (a GradScaler) to train
 GRAPHS = ("auto", "on", "off")
 # Width/depth defaults per architecture: the teacher is InceptionTime, the student a resnet1d.
 ARCH_DEFAULTS = {"inception": {"width": 32, "depth": 6}, "resnet1d": {"width": 64, "depth": 4}}
@@ -335,9 +337,17 @@ def train_stage(
     """
     t_setup = time.perf_counter()
     cfg = cfg.resolved()
+    if cfg.precision not in TRAIN_PRECISIONS:
+        raise UserError(
+            f"precision {cfg.precision}: training in fp16 needs loss scaling, which raysearch does not do; "
+            f"expected {' or '.join(TRAIN_PRECISIONS)} (bf16 is as fast on GPUs that have it)"
+        )
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = pick_device(cfg.device)
+    if device.type == "cuda":  # this trial's device current (cuda:N), its own memory peak
+        torch.cuda.set_device(device)
+        torch.cuda.reset_peak_memory_stats(device)
     graphed = use_graphs(cfg, device)
     torch.manual_seed(cfg.seed)
     net = ContrastiveNet(cfg.model_config()).to(device)
@@ -366,8 +376,8 @@ def train_stage(
 
     step = _train_step(cfg, data, device, net, teacher_net, cache, graphed)
     net, optimizer = step.net, step.optimizer
-    for group in optimizer.param_groups:  # as a fresh optimizer: a float lr, no earlier schedule
-        group["lr"] = cfg.lr
+    for group in optimizer.param_groups:  # as a fresh optimizer: float lr and betas, no earlier schedule
+        group["lr"], group["betas"] = cfg.lr, BETAS
         group.pop("initial_lr", None)
     if cfg.schedule == "onecycle":
         scheduler = torch.optim.lr_scheduler.OneCycleLR(
@@ -384,7 +394,8 @@ def train_stage(
         scheduler.load_state_dict(resume["scheduler"])
         history = list(resume["history"])
         start_epoch = int(resume["epoch"]) + 1
-    if graphed:
+    capturable = isinstance(optimizer, CapturableAdamW)
+    if capturable:
         optimizer.keep_tensor_hyperparameters()
     signals = step.signals
     grid = None if cache is None else cache.grid
@@ -406,9 +417,10 @@ def train_stage(
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, epoch])
         torch.manual_seed(cfg.seed * 1000 + epoch)
-        # padded on a GPU, eager or graphed alike (a graph's shapes are fixed; eager does the same
-        # sums, so `graphs` changes the speed only); a CPU's plan is what it always was
-        pad = device.type == "cuda"
+        # padded where batches are cut on the device (a GPU), eager or graphed alike (a graph's
+        # shapes are fixed; eager does the same sums, so `graphs` changes the speed only); a CPU's
+        # plan is what it always was
+        pad = signals.resident
         plan = epoch_plan(train_rows, rng, cfg.batch_size, total, length, grid=grid, pad=pad)
         net.train()
         if cfg.stage == "student":
@@ -432,7 +444,7 @@ def train_stage(
                     torch.cuda.synchronize(device)
                 setup_seconds = time.perf_counter() - t_setup
             scheduler.step()
-            if graphed:
+            if capturable:
                 optimizer.keep_tensor_hyperparameters()
         train_loss, bce_loss, sim_loss = step.epoch_means(plan.records)
         train_seconds = time.perf_counter() - t0
@@ -449,7 +461,7 @@ def train_stage(
             "epoch_seconds": time.perf_counter() - t0,
             "samples_per_s": plan.records / train_seconds,
             "setup_seconds": setup_seconds,
-            "graphs": graphed,
+            "graphs": step.graphed,  # False after a capture that failed under graphs auto
         }
         if device.type == "cuda":  # what --gpus-per-trial must leave room for (plus the CUDA context)
             metrics["gpu_max_allocated_MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
@@ -463,7 +475,8 @@ def train_stage(
             )
         if on_epoch is not None and on_epoch(metrics, lambda e=epoch: state(e)):
             break
-    return StageResult(cfg, detached_copy(net) if graphed else net, history, device, data_stats(data))
+    # a kept step trains the next trial of this process: the caller gets a copy of its network
+    return StageResult(cfg, copy.deepcopy(net) if step.replay else net, history, device, data_stats(data))
 
 
 def _check_cache(cache: TeacherCache, cfg: TrainConfig, data: PTBXL) -> None:
@@ -492,14 +505,20 @@ def _train_step(
     cache: TeacherCache | None,
     graphed: bool,
 ) -> TrainStep:
-    """The stage's TrainStep. Graphed, the process's last captured step is reused when its shapes
-    and baked-in settings match: this trial's fresh weights (and teacher, cache, alpha) are copied
-    into it, so it is not captured again (Ray Tune's reused actors run trial after trial)."""
+    """The stage's TrainStep. Graphed, the process's last captured step is reused when everything
+    its graph bakes in matches (shapes, settings the kernels take as constants, the networks'
+    architectures): this trial's fresh weights, teacher, cached embeddings, data and alpha are
+    copied into the tensors the graph reads, so it is not captured again (Ray Tune's reused actors
+    run trial after trial)."""
+    teacher_net = None if cache is not None else teacher_net  # the cache replaces its forward
+    length = _crop_length(cfg, data)
     key = None
     if graphed:
-        key = (str(device), data.content_key(), cfg.stage, cfg.leads, cfg.batch_size, cfg.crop_seconds)
-        key += (cfg.precision, cfg.sim, cfg.weight_decay, repr(net.cfg))
-        key += (None if cache is None else cache.embeddings.shape,)
+        key = (str(device), cfg.stage, cfg.leads, cfg.batch_size, length, cfg.precision, cfg.sim)
+        key += (cfg.weight_decay, repr(net.cfg), None if teacher_net is None else repr(teacher_net.cfg))
+        key += (data.signals.shape, data.meta.shape)
+        if cache is not None:
+            key += (cache.embeddings.shape, cache.dtype, int(cache.rows.max()) + 1)
     step = reusable(key) if graphed else None
     if step is not None:
         with torch.no_grad():
@@ -507,26 +526,26 @@ def _train_step(
             if step.teacher is not None:
                 step.teacher.load_state_dict(teacher_net.state_dict())
             if step.cache is not None:
-                step.cache.embeddings.copy_(cache.on(device).embeddings)
+                step.cache.load(cache)
+            step.signals.load(data)
             step.alpha.fill_(cfg.alpha)
         return step
     params = [p for p in net.parameters() if p.requires_grad]
-    step = TrainStep(
+    return TrainStep(
         net,
         make_optimizer(params, cfg.lr, cfg.weight_decay, graphed),
-        Signals(data, device),
+        Signals(data, device, resident=True if graphed else None),  # a graph reads device tensors
         cfg.lead_indices,
-        _crop_length(cfg, data),
+        length,
         cfg.precision,
         cfg.sim,
         cfg.alpha,
-        teacher=None if cache is not None else teacher_net,
+        teacher=teacher_net,
         cache=None if cache is None else cache.on(device),
         graphed=graphed,
+        fallback=cfg.graphs == "auto",
+        reuse_key=key,
     )
-    if graphed:
-        remember(key, step)
-    return step
 
 
 def final_metrics(result: StageResult, data: PTBXL, with_ci: bool = True) -> tuple[dict, dict]:

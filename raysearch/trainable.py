@@ -1,8 +1,9 @@
 """One Ray Tune trial: `train_stage` (train.py) with a report and a checkpoint every epoch.
 
 The prepared dataset and the teachers reach the trial as object refs, put once by the driver (the
-dataset passed with `tune.with_parameters`, the teachers and their cached embeddings found on the
-session's Shelf, since they are put after the first trials started): `ray.get` maps the numpy
+dataset passed with `tune.with_parameters`, the teachers found on the session's Shelf, since they
+are put after the first trials started); a teacher's cached embeddings are computed by the first
+student trial that needs them and shared through the same Shelf: `ray.get` maps the numpy
 arrays zero-copy from the node's object store, so a trial never reads PTB-XL from disk and never
 copies the teacher into its config.
 A trial restarted after a crash (FailureConfig) resumes from its last checkpoint, whose format
@@ -13,12 +14,12 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from dataclasses import fields
 from pathlib import Path
 
 import torch
 
-from raysearch.batches import TeacherCache
 from raysearch.train import TrainConfig, compute_teacher_cache, train_stage
 
 STATE_FILE = "state.pt"
@@ -42,9 +43,42 @@ def cache_key(cfg: TrainConfig) -> str:
     return f"{cfg.embedding_size}/{cfg.teacher_cache}/{cfg.crop_seconds:g}/{cfg.precision}"
 
 
-def teacher_cache_task(data, teacher: dict, config: dict) -> TeacherCache:
-    """Ray task: the teacher's embeddings for the students of `config` (train.compute_teacher_cache)."""
-    return compute_teacher_cache(teacher, data, trial_config(config))
+def shared_teacher_cache(shelf, cfg: TrainConfig, teacher: dict, data, trial_id: str) -> tuple:
+    """The teacher's cached embeddings for this student: read from the session's Shelf, or, for
+    the first trial that needs them, computed here with the trial's own resources and kept on the
+    Shelf for every later trial (the others wait meanwhile). Returns (TeacherCache, computed here).
+
+    While it computes, the trial beats the Shelf every few seconds: a trial that dies mid-way
+    stops beating, and its claim passes to the next trial that asks."""
+    import threading
+
+    import ray
+
+    name = f"cache/{cache_key(cfg)}"
+    while True:
+        (got,) = ray.get(shelf.claim.remote(name, trial_id))
+        if isinstance(got, ray.ObjectRef):
+            return ray.get(got), False
+        if got:
+            break
+        time.sleep(1.0)
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(10.0):
+            shelf.beat.remote(name, trial_id)
+
+    beating = threading.Thread(target=beat, name="raysearch-cache-claim", daemon=True)
+    beating.start()
+    try:
+        cache = compute_teacher_cache(teacher, data, cfg)
+        ray.get(shelf.keep.remote(name, cache))  # owned by the shelf before this trial may end
+    except BaseException:
+        shelf.drop.remote(name, trial_id)
+        raise
+    finally:
+        stop.set()
+    return cache, True
 
 
 def _shelved(shelf, name: str):
@@ -66,9 +100,12 @@ def train_trial(config: dict, data=None, shelf=None) -> None:
     cfg = trial_config(config)
     dataset = _resolve(data)
     teacher = _shelved(shelf, f"teacher/{cfg.embedding_size}") if cfg.stage == "student" else None
-    cache = None
+    cache, cache_seconds, computed = None, None, None
     if cfg.stage == "student" and cfg.teacher_cache:
-        cache = _shelved(shelf, f"cache/{cache_key(cfg.resolved())}")
+        t0 = time.perf_counter()
+        trial_id = tune.get_context().get_trial_id()
+        cache, computed = shared_teacher_cache(shelf, cfg.resolved(), teacher, dataset, trial_id)
+        cache_seconds = time.perf_counter() - t0
     checkpoint = tune.get_checkpoint()
     resume = load_trial_state(checkpoint) if checkpoint is not None else None
     restarts = 0 if resume is None else int(resume.get("restarts", 0)) + 1
@@ -78,8 +115,11 @@ def train_trial(config: dict, data=None, shelf=None) -> None:
         with tempfile.TemporaryDirectory() as d:
             torch.save({**state(), "restarts": restarts}, os.path.join(d, STATE_FILE))
             # restarts: how often this trial came back from a crash (FailureConfig) or a resume
+            extra = {"restarts": restarts, "node_id": node_id}
+            if cache is not None:  # how this trial got the teacher's embeddings, and how long it took
+                extra.update(teacher_cache_computed=computed, teacher_cache_seconds=cache_seconds)
             tune.report(
-                {**metrics, "restarts": restarts, "node_id": node_id},
+                {**metrics, **extra},
                 checkpoint=tune.Checkpoint.from_directory(d),
             )
 

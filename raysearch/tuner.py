@@ -423,7 +423,6 @@ def run_search(options: SearchOptions) -> dict:
 
         def hand_over(teachers: dict[int, dict]) -> None:
             session.put_teachers(teachers)
-            session.put_teacher_caches([p.param_space for p in plans])
             stats["after_teachers"] = object_store_stats()
 
         def teachers_ended(trials: list) -> None:

@@ -57,6 +57,7 @@ def test_stage_views_and_overrides(tmp_path):
         ("student: {space: {embedding_size: {int: [8, 64]}}}", "embedding_size must be a choice"),
         ("leads: {'5': {constants: {epochs: 2}}}", "leads.5: expected a named lead subset"),
         ("student: [1, 2", "not valid YAML"),
+        ("constants: {precision: fp16}", "constants.precision: precision ['fp16']; expected fp32 or bf16"),
     ],
 )
 def test_malformed_spaces(tmp_path, text, fragment):

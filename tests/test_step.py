@@ -2,7 +2,9 @@
 step captured as one CUDA graph against the eager step."""
 
 import copy
+from contextlib import contextmanager
 from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -128,6 +130,155 @@ def test_graphs_and_cache_settings_are_checked(data):
             train_stage(TrainConfig(stage="baseline", leads="2", epochs=1, graphs="on", **TINY), data)
 
 
+# ------------------------------------------------------ the graphed path, on a CPU (faked)
+
+
+@pytest.fixture()
+def fake_graphs(monkeypatch):
+    """The graphed path on a CPU: `graphs` auto/on take it, and a "capture" runs the warm-up steps
+    and returns the step itself as its replay (the same sums a graph computes), or raises
+    `fake_graphs.fail`. `fake_graphs.captures` counts the captures."""
+    from raysearch import step as step_module
+    from raysearch import train as train_module
+
+    state = SimpleNamespace(fail=None, captures=0)
+
+    def capture(step, device, warmup):
+        state.captures += 1
+        rng = torch.get_rng_state()
+        for _ in range(warmup):
+            step()
+        torch.set_rng_state(rng)
+        if state.fail:
+            raise RuntimeError(state.fail)
+        return step
+
+    monkeypatch.setattr(step_module, "capture_graph", capture)
+    monkeypatch.setattr(train_module, "use_graphs", lambda cfg, device: cfg.graphs != "off")
+    step_module._LAST.clear()
+    yield state
+    step_module._LAST.clear()
+
+
+def _losses(result) -> list[float]:
+    return [h["train_loss"] for h in result.history]
+
+
+def test_a_capture_that_fails_under_graphs_auto_goes_on_eagerly_and_is_not_kept(data, fake_graphs, capsys):
+    from raysearch import step as step_module
+
+    cfg = TrainConfig(stage="baseline", leads="3", epochs=2, **TINY)
+    fake_graphs.fail = "operation not permitted when stream is capturing\nmore details"
+    fell_back = train_stage(cfg, data)
+    err = capsys.readouterr().err
+    assert (
+        "graphs auto: capturing the training step failed (operation not permitted when stream is "
+        "capturing); this trial continues eagerly" in err
+    )
+    assert [h["graphs"] for h in fell_back.history] == [False, False]
+    assert step_module._LAST == {}  # a step never captured is never handed to a later trial
+    fake_graphs.fail = None
+    captured = train_stage(cfg, data)  # the next trial of the same shapes captures afresh
+    assert fake_graphs.captures == 2 and [h["graphs"] for h in captured.history] == [True, True]
+    # the eager fallback computes what the graph computes: same plan, weights and sums
+    np.testing.assert_allclose(_losses(fell_back), _losses(captured), rtol=1e-6)
+    with pytest.raises(RuntimeError, match="stream is capturing"):  # graphs on: fail loudly
+        fake_graphs.fail = "operation not permitted when stream is capturing"
+        step_module._LAST.clear()
+        train_stage(replace(cfg, graphs="on"), data)
+
+
+def _fresh_and_reused(data, first: TrainConfig, later: TrainConfig, fake_graphs, teachers=(None, None)):
+    """`later` trained by the step `first` captured (as a reused actor would), and afresh."""
+    from raysearch import step as step_module
+
+    before = fake_graphs.captures
+    train_stage(first, data, teacher=teachers[0])
+    reused = train_stage(later, data, teacher=teachers[1])
+    captures = fake_graphs.captures - before
+    step_module._LAST.clear()
+    fresh = train_stage(later, data, teacher=teachers[1])
+    return reused, fresh, captures
+
+
+def test_a_reused_step_starts_every_trial_afresh(data, fake_graphs):
+    """What a reused step carries over must be nothing a trial set: here one-cycle's last beta1 in
+    a cosine trial, and another dataset of the same shapes."""
+    onecycle = TrainConfig(stage="baseline", leads="2", epochs=2, seed=1, **TINY)
+    cosine = replace(onecycle, schedule="cosine", seed=2)
+    reused, fresh, captures = _fresh_and_reused(data, onecycle, cosine, fake_graphs)
+    assert captures == 1  # the second trial reused the first one's step
+    assert _losses(reused) == pytest.approx(_losses(fresh), rel=1e-6)
+    other = replace(data, signals=np.ascontiguousarray(np.roll(data.signals, 37, axis=2)))
+    train_stage(onecycle, data)
+    on_other = train_stage(onecycle, other)  # same shapes: reused, and it must read `other`
+    from raysearch import step as step_module
+
+    step_module._LAST.clear()
+    assert _losses(on_other) == pytest.approx(_losses(train_stage(onecycle, other)), rel=1e-6)
+
+
+def test_a_teacher_of_another_architecture_gets_its_own_step(data, teacher, fake_graphs):
+    other = train_stage(TrainConfig(stage="teacher", epochs=1, **{**TINY, "width": 4}), data).export()
+    cfg = TrainConfig(stage="student", leads="4", epochs=1, alpha=0.5, **TINY)
+    reused, fresh, captures = _fresh_and_reused(data, cfg, cfg, fake_graphs, (teacher, other))
+    assert captures == 2  # a new capture, not the other teacher's weights forced into the kept one
+    assert _losses(reused) == pytest.approx(_losses(fresh), rel=1e-6)
+
+
+def test_the_capture_runs_on_the_steps_own_device(monkeypatch):
+    """cuda:N: the capture (and its warm-up) under that device, on a stream of that device; torch's
+    default capture stream belongs to the device that was current when it was first made."""
+    from raysearch.step import capture_graph
+
+    seen = SimpleNamespace(current=[], capture_stream=None, calls=0)
+
+    class Stream:
+        def __init__(self, device=None):
+            self.device = device
+
+        def wait_stream(self, other):
+            pass
+
+    @contextmanager
+    def device(d):
+        seen.current.append(d)
+        yield
+        seen.current.pop()
+
+    @contextmanager
+    def graph(g, stream=None, **kwargs):
+        seen.capture_stream = stream
+        seen.capture_device = seen.current[-1] if seen.current else None
+        yield
+
+    fake = SimpleNamespace(
+        device=device,
+        Stream=Stream,
+        stream=lambda s: contextmanager(lambda: (yield))(),
+        current_stream=lambda d=None: Stream(d),
+        get_rng_state=lambda d=None: None,
+        set_rng_state=lambda state, d=None: None,
+        CUDAGraph=lambda: SimpleNamespace(replay=lambda: None),
+        graph=graph,
+    )
+    monkeypatch.setattr(torch, "cuda", fake)
+    cuda1 = torch.device("cuda", 1)
+
+    def step():
+        seen.calls += 1
+
+    capture_graph(step, cuda1, warmup=2)
+    assert seen.calls == 3
+    assert seen.capture_device == cuda1
+    assert seen.capture_stream is not None and seen.capture_stream.device == cuda1
+
+
+def test_fp16_is_refused_for_training(data):
+    with pytest.raises(UserError, match="precision fp16: training in fp16 needs loss scaling"):
+        train_stage(TrainConfig(stage="baseline", leads="2", epochs=1, precision="fp16", **TINY), data)
+
+
 # ----------------------------------------------------------------------------------- CUDA
 
 
@@ -205,6 +356,16 @@ def test_a_later_trial_reuses_the_captured_step(data):
         [h["train_loss"] for h in second.history], [h["train_loss"] for h in fresh.history], rtol=5e-2
     )
     assert [h["lr"] for h in second.history] == pytest.approx([h["lr"] for h in fresh.history])
+
+
+@CUDA
+def test_each_trial_reports_its_own_memory_peak(data):
+    """A reused actor's second, smaller trial reports its own peak, not the first one's."""
+    big = train_stage(
+        TrainConfig(stage="teacher", epochs=1, **{**TINY, "width": 32, "batch_size": 128}), data
+    )
+    small = train_stage(TrainConfig(stage="baseline", leads="2", epochs=1, **TINY), data)
+    assert small.history[-1]["gpu_max_allocated_MiB"] < big.history[-1]["gpu_max_allocated_MiB"]
 
 
 @CUDA
