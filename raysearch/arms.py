@@ -34,6 +34,7 @@ from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from ray.tune.search import Searcher
 
 from raysearch.errors import UserError
+from raysearch.files import DiskFull, write_bytes
 from raysearch.vocabulary import METRIC, MODE
 
 ENDED = ("TERMINATED", "ERROR")
@@ -134,6 +135,8 @@ class ArmSearcher(Searcher):
                 hook = type(self).hooks.get(gate)
                 if hook is not None:
                     hook(trials)
+            except DiskFull:
+                raise  # not the search's end: Tune stops, its state intact, and a --resume retries
             except UserError as e:
                 self.close(str(e))
                 return
@@ -142,8 +145,7 @@ class ArmSearcher(Searcher):
     # -- Tune's checkpoint of the searcher ----------------------------------------------
 
     def save(self, checkpoint_path: str) -> None:
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump({k: v for k, v in self.__dict__.items() if k != "trials"}, fh)
+        write_bytes(checkpoint_path, pickle.dumps({k: v for k, v in self.__dict__.items() if k != "trials"}))
 
     def restore(self, checkpoint_path: str) -> None:
         with open(checkpoint_path, "rb") as fh:

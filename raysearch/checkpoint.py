@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 
 from raysearch.errors import UserError
+from raysearch.files import write_text, write_with
 from raysearch.models import ContrastiveNet, ModelConfig
 
 
@@ -60,12 +61,11 @@ def import_net(blob: dict, source: str = "checkpoint") -> ContrastiveNet:
 def save_checkpoint(run_dir: str | os.PathLike, blob: dict) -> Path:
     """Write `model.pt` (the state dict) and `config.json` (stage, model config, data stats)."""
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(blob["model"], run_dir / "model.pt")
+    write_with(run_dir / "model.pt", lambda tmp: torch.save(blob["model"], tmp))
     meta = {"config": blob["config"], "model_config": blob["model_config"]}
     if blob.get("data") is not None:
         meta["data"] = blob["data"]
-    (run_dir / "config.json").write_text(json.dumps(meta, indent=1))
+    write_text(run_dir / "config.json", json.dumps(meta, indent=1))
     return run_dir / "model.pt"
 
 

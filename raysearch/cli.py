@@ -366,6 +366,7 @@ def export_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx (onnxruntime) or torchscript")
     p.add_argument("--out", required=True, help="file to write, e.g. student-2.onnx")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     return p
 
 
@@ -373,7 +374,7 @@ def export_main(argv: list[str]) -> int:
     from raysearch.deploy import export_model, load_model
 
     a = export_parser().parse_args(argv)
-    out = export_model(a.model, a.format, a.out)
+    out = export_model(a.model, a.format, a.out, force=a.force)
     info = load_model(out).info
     scores = ", ".join(
         f"{split} macro-AUC {info[f'{split}_macro_auc']:.4f}"

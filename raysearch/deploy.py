@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from raysearch.errors import UserError
-from raysearch.inference import Model, check_inputs
+from raysearch.files import write_with
+from raysearch.inference import Model, check_inputs, find_model_dir
 from raysearch.inference import load_model as load_checkpoint_model
 from raysearch.metadata import encode_metadata_tensor
 
@@ -80,8 +81,9 @@ def _example(model: Model, records: int = 2) -> tuple[torch.Tensor, torch.Tensor
     return signals, metadata[:records]
 
 
-def export_model(source: str | os.PathLike, fmt: str, out: str | os.PathLike) -> Path:
-    """Export the model in `source` (a model folder or a RUN_DIR with one) to `out` as `fmt`."""
+def export_model(source: str | os.PathLike, fmt: str, out: str | os.PathLike, force: bool = False) -> Path:
+    """Export the model in `source` (a model folder or a RUN_DIR with one) to `out` as `fmt`.
+    An existing `out` is replaced only with `force`, and never inside a model folder."""
     if fmt not in FORMATS:
         raise UserError(f"format {fmt!r}: expected one of {', '.join(FORMATS)}")
     out = Path(out)
@@ -89,18 +91,28 @@ def export_model(source: str | os.PathLike, fmt: str, out: str | os.PathLike) ->
         raise UserError(f"{out}: a directory; expected the path of the file to write")
     if not out.parent.is_dir():
         raise UserError(f"{out.parent}: no such directory to write {out.name} into")
-    model = load_checkpoint_model(source, precision="fp32")
+    model_dir = find_model_dir(source).resolve()
+    inside = out.resolve().is_relative_to(model_dir) or (out.parent / "model.pt").is_file()
+    if inside or out.name in ("model.pt", "config.json", "metrics.json"):
+        raise UserError(
+            f"--out {out}: inside a model folder ({out.resolve().parent}); expected a path outside it "
+            f"(a model folder's files are its own)"
+        )
+    if out.exists() and not force:
+        raise UserError(f"--out {out}: exists; pass --force to replace it")
+    model = load_checkpoint_model(model_dir, precision="fp32")
     portable = Portable(model).eval()
     example = _example(model)
-    tmp = out.with_name(out.name + ".tmp")
-    with torch.no_grad(), _quiet():
-        if fmt == "onnx":
-            _export_onnx(portable, example, model, tmp)
-        else:
-            traced = torch.jit.trace(portable, example, check_trace=False)
-            torch.jit.save(traced, str(tmp), _extra_files={INFO_FILE: json.dumps(model.info)})
-    tmp.replace(out)  # a half-written file never takes the name
-    return out
+
+    def write(tmp: Path) -> None:
+        with torch.no_grad(), _quiet():
+            if fmt == "onnx":
+                _export_onnx(portable, example, model, tmp)
+            else:
+                traced = torch.jit.trace(portable, example, check_trace=False)
+                torch.jit.save(traced, str(tmp), _extra_files={INFO_FILE: json.dumps(model.info)})
+
+    return write_with(out, write)  # a half-written file never takes the name
 
 
 @contextlib.contextmanager
@@ -151,11 +163,8 @@ class ExportedModel:
 
     def __init__(self, path: str | os.PathLike, threads: int = 0):
         self.path = Path(path)
-        if _is_torchscript(self.path):
-            extra = {INFO_FILE: ""}
-            with _quiet():  # torch.jit's deprecation notice: TorchScript is what was asked for
-                self._module = torch.jit.load(str(self.path), map_location="cpu", _extra_files=extra)
-            self.info = json.loads(extra[INFO_FILE])
+        if _is_zip(self.path):  # TorchScript files are zip archives; ONNX files are not
+            self._module, self.info = _torchscript(self.path)
             self.format = "torchscript"
         else:
             self._session, self.info = _onnx_session(self.path, threads)
@@ -179,11 +188,30 @@ class ExportedModel:
         return out
 
 
-def _is_torchscript(path: Path) -> bool:
+def _is_zip(path: Path) -> bool:
+    """A zip archive, whole or truncated (its first bytes say so even when its end is gone)."""
+    with open(path, "rb") as fh:
+        return fh.read(4) == b"PK\x03\x04"
+
+
+def _torchscript(path: Path):
+    """A TorchScript file raysearch exported: (module, info), or a UserError that says TorchScript."""
     if not zipfile.is_zipfile(path):
-        return False
+        raise UserError(f"{path}: a truncated or damaged TorchScript (zip) file; export it again")
     with zipfile.ZipFile(path) as z:
-        return any(n.endswith(f"/extra/{INFO_FILE}") for n in z.namelist())
+        if not any(n.endswith(f"/extra/{INFO_FILE}") for n in z.namelist()):
+            raise UserError(
+                f"{path}: a zip file without raysearch's {INFO_FILE}; expected a TorchScript model "
+                f"raysearch exported"
+            )
+    extra = {INFO_FILE: ""}
+    try:
+        with _quiet():  # torch.jit's deprecation notice: TorchScript is what was asked for
+            module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    except Exception as e:  # torch.jit raises its own types for what it cannot load
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"{path}: not a readable TorchScript model ({reason})") from None
+    return module, json.loads(extra[INFO_FILE])
 
 
 def _onnx_session(path: Path, threads: int):
@@ -191,6 +219,7 @@ def _onnx_session(path: Path, threads: int):
         import onnxruntime as ort
     except ImportError:
         raise UserError(f"running an ONNX model needs onnxruntime: {DEPLOY_HINT}") from None
+    ort.disable_telemetry_events()  # onnxruntime's usage events (Windows builds send them): off
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only: its optimizer's notices are not the user's business
     if threads:

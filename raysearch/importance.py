@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from raysearch.errors import UserError
+
 MIN_TRIALS = 12  # finished trials below which parameters are not ranked
 
 
@@ -70,7 +72,11 @@ def what_mattered(storage_file: str | os.PathLike, seed: int = 0) -> dict[str, d
     if not path.is_file():
         return {}
     storage = f"sqlite:///{path}"
-    return {
-        s.study_name: arm_report(optuna.load_study(study_name=s.study_name, storage=storage), seed)
-        for s in optuna.get_all_study_summaries(storage)
-    }
+    try:
+        return {
+            s.study_name: arm_report(optuna.load_study(study_name=s.study_name, storage=storage), seed)
+            for s in optuna.get_all_study_summaries(storage)
+        }
+    except Exception as e:  # SQLAlchemy's and Optuna's errors for a file that is not their database
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise UserError(f"{path}: not a readable Optuna study database ({reason})") from None

@@ -67,6 +67,13 @@ def check_inputs(signals, metadata, leads: tuple[str, ...], window: int, samplin
             f"{x.shape[2]} samples per record: expected at least one window of "
             f"{describe_window(window, sampling_rate)}"
         )
+    broken = np.flatnonzero(~np.isfinite(x).all(axis=(1, 2)))
+    if len(broken):
+        shown = ", ".join(map(str, broken[:10])) + (" ..." if len(broken) > 10 else "")
+        raise UserError(
+            f"signals of record(s) {shown} ({len(broken)} of {len(x)}) hold missing or non-finite samples "
+            f"(NaN, inf); expected complete records in mV (a model scores only what was recorded)"
+        )
     meta = np.full((len(x), 4), np.nan, np.float32) if metadata is None else np.asarray(metadata, np.float32)
     if meta.shape != (len(x), 4):
         raise UserError(f"metadata of shape {meta.shape}: expected ({len(x)}, 4) {', '.join(META_FIELDS)}")

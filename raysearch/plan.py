@@ -106,7 +106,8 @@ def run_plan(
 
     from ray import tune
 
-    from raysearch.tune_ext import repoint_search_state, trial_statuses
+    from raysearch.files import DiskFull, disk_full
+    from raysearch.tune_ext import atomic_experiment_state, repoint_search_state, trial_statuses
 
     path = run_dir.experiment(plan.name)
     if resume and tune.Tuner.can_restore(path):
@@ -118,7 +119,15 @@ def run_plan(
         tuner = tune.Tuner.restore(path, trainable=session.trainable(), resume_errored=True)
     else:
         tuner = _tuner(plan, session, run_dir, list(callbacks))
-    grid, interrupted = _fit(tuner)
+    try:
+        with atomic_experiment_state():
+            grid, interrupted = _fit(tuner)
+    except Exception as e:
+        if disk_full(e):  # Tune's state is intact (atomic_experiment_state): free space, resume
+            raise DiskFull(
+                f"the disk holding {run_dir.location} is full; free some space, then {resume_hint}"
+            ) from None
+        raise
     statuses = trial_statuses(grid)
     if (
         interrupted
@@ -154,10 +163,16 @@ def _fit(tuner) -> tuple:
     return grid, interrupted
 
 
+def epochs_run(metrics: dict) -> int:
+    """The epochs a trial's network was trained for: its own count (Tune's training_iteration
+    also counts epochs redone after a damaged checkpoint)."""
+    return int(metrics.get("epoch") or metrics.get("training_iteration") or 0)
+
+
 def sort_trials(results: list, epochs: int) -> dict[str, list]:
     """A plan's trials by how they ended: ran every epoch, stopped early (ASHA), errored."""
     errored = [r for r in results if r.error is not None]
-    finished = [r for r in results if r.error is None and r.metrics.get("training_iteration") == epochs]
+    finished = [r for r in results if r.error is None and epochs_run(r.metrics) == epochs]
     stopped = [r for r in results if r.error is None and r not in finished]
     return {"finished": finished, "stopped_early": stopped, "errored": errored}
 

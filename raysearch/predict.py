@@ -13,7 +13,6 @@ never loses the others' rows. CSV, or JSON lines for an output named *.jsonl / *
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 from raysearch.data import raw_metadata, read_tables
 from raysearch.deploy import load_model
 from raysearch.errors import UserError
+from raysearch.files import write_text, write_with
 from raysearch.inference import describe_window
 from raysearch.records import RecordError, lookup, read_metadata_csv, read_record
 from raysearch.vocabulary import SPLITS
@@ -142,10 +142,9 @@ def _write(rows: list[dict], classes: tuple[str, ...], out: Path) -> None:
     """CSV (one column per class, `error` last) or JSON lines; written whole, then renamed."""
     import pandas as pd
 
-    tmp = out.with_name(out.name + ".tmp")
     if out.suffix.lower() in (".jsonl", ".json"):
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
     else:
         columns = [c for c in ("record", "ecg_id") if any(c in r for r in rows)] + list(classes) + ["error"]
-        pd.DataFrame(rows, columns=columns).to_csv(tmp, index=False, float_format="%.7g")
-    os.replace(tmp, out)
+        table = pd.DataFrame(rows, columns=columns)
+        write_with(out, lambda tmp: table.to_csv(tmp, index=False, float_format="%.7g"))

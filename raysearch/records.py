@@ -23,6 +23,10 @@ from raysearch.vocabulary import META_FIELDS
 # Physical units wfdb headers use, as a factor to mV ("" is WFDB's default unit, mV).
 UNITS = {"mv": 1.0, "": 1.0, "uv": 1e-3, "µv": 1e-3, "μv": 1e-3, "v": 1e3}
 SEX = {"0": 0.0, "1": 1.0, "m": 0.0, "male": 0.0, "f": 1.0, "female": 1.0}
+# WFDB's missing-value sample per storage format: the format's most negative value (WFDB spec)
+MISSING = {"8": None, "16": -32768, "61": -32768, "80": -128, "160": -32768, "212": -2048}
+MISSING |= {"310": -512, "311": -512, "24": -(2**23), "32": -(2**31), "508": -128, "516": -32768}
+MISSING |= {"524": -(2**23)}
 
 
 class RecordError(UserError):
@@ -66,6 +70,19 @@ def read_record(path: str, leads: tuple[str, ...], sampling_rate: int) -> np.nda
                 f"{name}: lead {record.sig_name[i]} in {record.units[i]!r}; expected mV (or uV, V)"
             )
         factors.append(UNITS[unit])
+    fmts = record.fmt or ["16"] * len(names)
+    holes = {
+        record.sig_name[i]: int((record.d_signal[:, i] == MISSING.get(str(fmts[i]))).sum())
+        for i in picks
+        if MISSING.get(str(fmts[i])) is not None
+    }
+    holes = {lead: n for lead, n in holes.items() if n}
+    if holes:
+        raise RecordError(
+            f"{name}: samples missing (WFDB's missing value) in "
+            + ", ".join(f"{lead} ({n} of {len(record.d_signal)})" for lead, n in holes.items())
+            + "; expected a complete record (a model scores only what was recorded)"
+        )
     digital = record.d_signal[:, picks].T.astype(np.float32)
     x = digital - np.asarray(record.baseline, np.float32)[picks, None]
     x /= np.asarray(record.adc_gain, np.float32)[picks, None]

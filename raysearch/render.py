@@ -153,6 +153,8 @@ def markdown(report: dict) -> str:
                 f"| {row['leads']} | {label} | " + " | ".join(f"{per[c]:.4f}" for c in CLASSES) + " |"
             )
     lines += mattered_markdown(report.get("what_mattered") or {})
+    if report.get("what_mattered_missing"):
+        lines += ["", "## What mattered", "", f"Left out: {report['what_mattered_missing']}."]
     lines += ["", "## Reading", ""] + [f"- {s}" for s in reading(report)] + [""]
     return "\n".join(lines)
 
@@ -235,7 +237,7 @@ def plot_mattered(mattered: dict, path: Path) -> bool:
             else:
                 ax.text(0.5, 0.5, f"{name} not searched", ha="center", transform=ax.transAxes)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return True
 
@@ -432,7 +434,7 @@ def plot(report: dict, path: Path) -> None:
     ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
     _plot_gains(gx, gains, synthetic)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
 
 

@@ -19,7 +19,11 @@ run directory must be visible from every node (probed, not guessed) unless it is
 
 from __future__ import annotations
 
+import math
 import os
+import shutil
+import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -42,6 +46,53 @@ class ClusterOptions:
     max_concurrent: int = 0  # 0: as many as the cluster's CPUs allow
     max_failures: int = 2  # restarts of a crashed trial from its checkpoint
     verbose: bool = False  # Tune's own tables and logs
+
+    def check(self) -> None:
+        """Refuse, before anything is written, what no cluster can give: a trial needs CPUs, no
+        negative GPUs, counts that are counts; a cluster to join must answer (Ray would retry
+        for minutes)."""
+        numbers = (
+            ("--cpus-per-trial", self.cpus_per_trial, 0.0, False, "a number of CPUs > 0"),
+            (
+                "--gpus-per-trial",
+                self.gpus_per_trial,
+                0.0,
+                True,
+                "a number of GPUs >= 0 (1/P packs P trials)",
+            ),
+            ("--max-concurrent", self.max_concurrent, 0, True, "a whole number >= 0 (0: as the CPUs allow)"),
+            ("--max-failures", self.max_failures, 0, True, "a whole number of restarts >= 0"),
+            ("--num-cpus", 1 if self.num_cpus is None else self.num_cpus, 1, True, "a whole number >= 1"),
+        )
+        for flag, value, low, inclusive, expected in numbers:
+            if not (math.isfinite(value) and (value >= low if inclusive else value > low)):
+                raise UserError(f"{flag} {value:g}: expected {expected}")
+        if self.address:
+            check_address(self.address)
+
+
+def check_address(address: str, timeout: float = 5.0) -> None:
+    """A Ray address to join must answer within `timeout` seconds (`auto` is Ray's to find)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if address == "auto":
+        return
+    where = urlsplit(address if "://" in address else f"ray://{address}")
+    try:
+        host, port = where.hostname, where.port
+    except ValueError:
+        host = port = None
+    if not host or not port:
+        raise UserError(f"--address {address}: expected HOST:PORT of a running Ray cluster's head (or auto)")
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as e:
+        reason = e.strerror or type(e).__name__
+        raise UserError(
+            f"--address {address}: nothing answers there ({reason}); expected the address of a running "
+            f"Ray cluster's head (`ray start --head` prints it)"
+        ) from None
 
 
 class Shelf:
@@ -261,25 +312,26 @@ def ray_session(options: ClusterOptions, run_dir: RunDir) -> Iterator[Session]:
 
     import ray
 
-    from raysearch.tune_ext import loopback_only
+    from raysearch.tune_ext import start_local_ray
 
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # Ray's usage report: off unless asked
     level = logging.INFO if options.verbose else logging.ERROR
     if not options.verbose:
         # Tune's own hints (Tuner.restore, a TensorBoard path under /tmp/ray) contradict ours, and
         # its newer console prints an experiment box whatever the verbosity: the older one is quiet
         os.environ["RAY_AIR_NEW_OUTPUT"] = "0"
         for name in ("ray", "ray.tune", "ray.train", "ray.air"):
-            logging.getLogger(name).setLevel(logging.ERROR)
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         import optuna
 
         optuna.logging.set_verbosity(optuna.logging.WARNING)
+    temp = None
     if options.address:
         ray.init(address=options.address, log_to_driver=False, logging_level=level)
     else:
-        with loopback_only():
-            ray.init(
-                num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False, logging_level=level
-            )
+        # the local Ray's sockets and logs in a folder of this run's (0700), removed at the end
+        temp = tempfile.mkdtemp(prefix="rs-", dir=os.environ.get("RAY_TMPDIR") or None)
+        start_local_ray(options.num_cpus, level, os.path.join(temp, "ray"))  # Ray opens its own to all
     try:
         check_requests(options)
         if run_dir.uri is None:
@@ -289,3 +341,7 @@ def ray_session(options: ClusterOptions, run_dir: RunDir) -> Iterator[Session]:
         yield Session(options, max_concurrent)
     finally:
         ray.shutdown()
+        if temp is not None and not options.verbose:  # --verbose keeps Ray's logs
+            shutil.rmtree(temp, ignore_errors=True)
+        elif temp is not None:
+            print(f"Ray's logs: {temp}", file=sys.stderr)

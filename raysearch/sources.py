@@ -53,4 +53,10 @@ def open_dataset(options: DataOptions, progress: bool = True) -> PTBXL:
     ds = load_ptbxl(spec, options.sampling_rate, skip_bad_records=options.skip_bad_records, progress=progress)
     if ds.skipped:
         print(f"skipped {len(ds.skipped)} bad record(s) (--skip-bad-records)", file=sys.stderr)
+    if ds.filled:
+        print(
+            f"{len(ds.filled)} record(s) had a few samples missing (WFDB's missing value), read as "
+            f"0 mV: {sum(ds.filled.values())} samples in all",
+            file=sys.stderr,
+        )
     return ds

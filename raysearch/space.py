@@ -26,6 +26,7 @@ student space less `alpha` and `sim`, which do not apply to it.
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import fields
 from pathlib import Path
 
@@ -33,24 +34,27 @@ import yaml
 
 from raysearch.errors import UserError
 from raysearch.train import TRAIN_PRECISIONS, TrainConfig
-from raysearch.vocabulary import LEAD_SUBSETS, SIMS
+from raysearch.vocabulary import LEAD_SUBSETS
 
 DISTRIBUTIONS = ("uniform", "loguniform", "int", "choice")
 TOP_KEYS = ("constants", "teacher", "student", "asha", "leads")
 STAGE_KEYS = ("constants", "space")
 ASHA_KEYS = ("grace_period", "reduction_factor")
-CONFIG_FIELDS = {f.name for f in fields(TrainConfig)} - {"stage", "leads", "extra"}
+FIELD_TYPES = {f.name: f.type for f in fields(TrainConfig)}  # "int", "float", "str" (annotations)
+CONFIG_FIELDS = set(FIELD_TYPES) - {"stage", "leads", "extra"}
 STUDENT_ONLY = ("alpha", "sim")  # the teacher terms: the baseline (pseudo = False) has none
 SEARCHABLE = {
-    "teacher": {"lr", "weight_decay", "embedding_size"},
+    # the teachers' embedding sizes are the students' (each size a student samples needs one)
+    "teacher": {"lr", "weight_decay"},
     "student": {"alpha", "sim", "embedding_size", "lr", "weight_decay"},
 }
+EXPECTED = {"int": "a whole number", "float": "a finite number", "str": "a string"}
 
 
 def _check_keys(where: str, got: dict, allowed, path: str) -> None:
     if not isinstance(got, dict):
         raise UserError(f"{path}: {where} must be a mapping, got {type(got).__name__}")
-    unknown = sorted(set(got) - set(allowed))
+    unknown = sorted(set(got) - set(allowed), key=str)
     if unknown:
         raise UserError(
             f"{path}: unknown key {where + '.' if where else ''}{unknown[0]}; "
@@ -58,7 +62,34 @@ def _check_keys(where: str, got: dict, allowed, path: str) -> None:
         )
 
 
-def _check_distribution(where: str, spec, path: str) -> None:
+def _is(kind: str, value) -> bool:
+    """Whether `value` is of a TrainConfig field's kind (YAML's true is no integer, .inf no number)."""
+    if isinstance(value, bool):
+        return False
+    if kind == "int":
+        return isinstance(value, int)
+    if kind == "float":
+        return isinstance(value, (int, float)) and math.isfinite(value)
+    return isinstance(value, str)
+
+
+def _check_value(where: str, name: str, value, path: str) -> None:
+    """One value of a TrainConfig field: its type, and what a stage accepts (TrainConfig.resolved)."""
+    kind = FIELD_TYPES[name]
+    if not _is(kind, value):
+        raise UserError(f"{path}: {where}: {value!r}; expected {EXPECTED[kind]}")
+    if name == "precision" and value not in TRAIN_PRECISIONS:
+        raise UserError(
+            f"{path}: {where}: precision {value!r}; expected {' or '.join(TRAIN_PRECISIONS)} "
+            f"(fp16 would need loss scaling to train)"
+        )
+    try:
+        TrainConfig(stage="student", leads="4", **{name: value}).resolved()
+    except UserError as e:
+        raise UserError(f"{path}: {where}: {e}") from None
+
+
+def _check_distribution(where: str, name: str, spec, path: str) -> None:
     if not isinstance(spec, dict) or len(spec) != 1:
         raise UserError(f"{path}: {where} must be one distribution, e.g. {{loguniform: [1.0e-4, 1.0e-2]}}")
     ((kind, args),) = spec.items()
@@ -69,28 +100,23 @@ def _check_distribution(where: str, spec, path: str) -> None:
     if kind == "choice":
         if not isinstance(args, list) or not args:
             raise UserError(f"{path}: {where}: choice needs a non-empty list")
+        for value in args:
+            _check_value(where, name, value, path)
         return
-    if not (isinstance(args, list) and len(args) == 2 and all(isinstance(a, (int, float)) for a in args)):
-        raise UserError(f"{path}: {where}: {kind} needs [low, high], got {args!r}")
+    field_kind = FIELD_TYPES[name]
+    wanted = "int" if kind == "int" else "float"
+    if field_kind != wanted:
+        other = "int" if field_kind == "int" else "uniform or loguniform"
+        raise UserError(f"{path}: {where}: {kind} for {name}, {EXPECTED[field_kind]}; expected {other}")
+    if not (isinstance(args, list) and len(args) == 2 and all(_is(wanted, a) for a in args)):
+        raise UserError(f"{path}: {where}: {kind} needs [low, high] of finite numbers, got {args!r}")
     low, high = args
     if not low < high:
         raise UserError(f"{path}: {where}: {kind} bounds [{low}, {high}] need low < high")
     if kind == "loguniform" and low <= 0:
         raise UserError(f"{path}: {where}: loguniform needs low > 0, got {low}")
-
-
-def _check_values(where: str, name: str, values: list, path: str) -> None:
-    if name == "sim" and not set(values) <= set(SIMS):
-        raise UserError(f"{path}: {where}: sim {values!r}; expected values from {', '.join(SIMS)}")
-    if name == "precision" and not set(values) <= set(TRAIN_PRECISIONS):
-        raise UserError(
-            f"{path}: {where}: precision {values!r}; expected {' or '.join(TRAIN_PRECISIONS)} "
-            f"(fp16 would need loss scaling to train)"
-        )
-    if name in ("embedding_size", "epochs", "batch_size", "width", "depth") and not all(
-        isinstance(v, int) and v > 0 for v in values
-    ):
-        raise UserError(f"{path}: {where}: {name} {values!r}; expected positive integers")
+    for bound in args:
+        _check_value(where, name, bound, path)
 
 
 def _check_stage(stage: str, section: dict, path: str, prefix: str) -> None:
@@ -100,18 +126,24 @@ def _check_stage(stage: str, section: dict, path: str, prefix: str) -> None:
     _check_keys(f"{prefix}{stage}.space", space, SEARCHABLE[stage], path)
     for name, spec in space.items():
         where = f"{prefix}{stage}.space.{name}"
-        _check_distribution(where, spec, path)
-        ((kind, args),) = spec.items()
-        if name == "embedding_size" and kind != "choice":
+        _check_distribution(where, name, spec, path)
+        if name == "embedding_size" and "choice" not in spec:
             raise UserError(f"{path}: {where}: embedding_size must be a choice (each size needs a teacher)")
-        if kind == "choice":
-            _check_values(where, name, args, path)
 
 
 def _check_constants(where: str, constants: dict, path: str) -> None:
     _check_keys(where, constants, CONFIG_FIELDS, path)
     for name, value in constants.items():
-        _check_values(f"{where}.{name}", name, [value], path)
+        _check_value(f"{where}.{name}", name, value, path)
+
+
+def _check_asha(where: str, asha: dict, path: str) -> None:
+    _check_keys(where, asha, ASHA_KEYS, path)
+    grace, reduction = asha.get("grace_period", 1), asha.get("reduction_factor", 2)
+    if not (_is("int", grace) and grace >= 1):
+        raise UserError(f"{path}: {where}.grace_period {grace!r}; expected a whole number of epochs >= 1")
+    if not (_is("float", reduction) and reduction > 1):
+        raise UserError(f"{path}: {where}.reduction_factor {reduction!r}; expected a number > 1")
 
 
 def _merge(base: dict, override: dict) -> dict:
@@ -134,7 +166,7 @@ def load_space(path: str | Path) -> dict:
     _check_constants("constants", raw.get("constants", {}), path)
     for stage in ("teacher", "student"):
         _check_stage(stage, raw.get(stage, {}), path, "")
-    _check_keys("asha", raw.get("asha", {}), ASHA_KEYS, path)
+    _check_asha("asha", raw.get("asha", {}), path)
     for leads, override in (raw.get("leads") or {}).items():
         if str(leads) not in LEAD_SUBSETS:
             raise UserError(
@@ -144,6 +176,7 @@ def load_space(path: str | Path) -> dict:
         _check_constants(f"leads.{leads}.constants", override.get("constants", {}), path)
         if "student" in override:
             _check_stage("student", override["student"], path, f"leads.{leads}.")
+        _check_asha(f"leads.{leads}.asha", override.get("asha", {}), path)
     baseline = set(SEARCHABLE["student"]) - set(STUDENT_ONLY)
     if not set((raw.get("student") or {}).get("space") or {}) & baseline:
         # the baseline arm searches the student's space less alpha and sim: it needs one of these

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from raysearch.data import RECORD_SECONDS, SYNTHETIC_MARKER, cache_dir
+from raysearch.errors import UserError
 from raysearch.vocabulary import CLASSES, LEADS
 
 FS = 100
@@ -205,6 +206,13 @@ def write_synthetic(
     from tqdm import tqdm
 
     dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise UserError(f"{dest}: a file; expected a folder to write the synthetic dataset into")
+    if dest.is_dir() and any(dest.iterdir()) and not (dest / SYNTHETIC_MARKER).is_file():
+        raise UserError(
+            f"{dest}: holds files that are not a synthetic set raysearch wrote (no {SYNTHETIC_MARKER}); "
+            f"expected an empty or new folder (nothing was written)"
+        )
     dest.mkdir(parents=True, exist_ok=True)
     folds = np.random.default_rng(seed).permutation(np.arange(records) % 10 + 1)
     ids = list(range(1, records + 1))

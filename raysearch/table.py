@@ -32,16 +32,18 @@ from pathlib import Path
 import numpy as np
 
 from raysearch.checkpoint import load_checkpoint
+from raysearch.data import require_answerable
 from raysearch.errors import UserError
+from raysearch.files import write_text, write_with
 from raysearch.importance import what_mattered
 from raysearch.metrics import bootstrap_ci, macro_auc, paired_bootstrap, per_class_auc, seed_welch
-from raysearch.plan import Plan, evaluate_trial, run_plan
+from raysearch.plan import Plan, epochs_run, evaluate_trial, run_plan
 from raysearch.render import markdown, plot, plot_mattered, write_csv
 from raysearch.rundir import RunDir
 from raysearch.session import ClusterOptions, ray_session
 from raysearch.sources import DataOptions, open_dataset
 from raysearch.train import TrainConfig, evaluate_frozen, teacher_source
-from raysearch.vocabulary import ARMS, CLASSES, PAPER_VAL_AUC, PSEUDO, TABLE_ROWS
+from raysearch.vocabulary import ARMS, CLASSES, PAPER_VAL_AUC, PSEUDO, TABLE_ROWS, derived_seed
 
 TEACHER = "teacher-12"  # the report's name for the 12-lead row's run
 
@@ -91,7 +93,7 @@ def write_frozen(out: Path, frozen: dict) -> str:
     text = json.dumps(
         {k: frozen[k] for k in ("configs", "teachers", "search_seed")}, indent=1, sort_keys=True
     )
-    (out / "configs.json").write_text(text)
+    write_text(out / "configs.json", text)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -145,7 +147,7 @@ def run_seeds(options: ReportOptions, run_dir: RunDir, frozen: dict, data, seeds
         failed = []
         for result in results:
             run, epochs = result.config["run"], int(result.config["epochs"])
-            if result.error is not None or result.metrics.get("training_iteration") != epochs:
+            if result.error is not None or epochs_run(result.metrics) != epochs:
                 failed.append(run)
                 continue
             data.test_sealed = False  # configurations frozen (configs.json) and this run trained
@@ -179,7 +181,16 @@ def single_seed(frozen: dict, data, out: Path, run_dir: Path) -> dict[str, list[
 
 
 def _load(runs: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-    arrays = [np.load(r / f"predictions_{split}.npz") for r in runs]
+    arrays = []
+    for run in runs:
+        path = run / f"predictions_{split}.npz"
+        try:
+            arrays.append(np.load(path))
+        except (OSError, ValueError) as e:  # missing, truncated, not an npz
+            reason = "missing" if not path.exists() else f"unreadable ({str(e).splitlines()[0][:120]})"
+            raise UserError(
+                f"{path}: {reason}; expected the predictions raysearch saved beside that run's metrics.json"
+            ) from None
     for a, r in zip(arrays, runs, strict=True):
         if not np.array_equal(a["ecg_id"], arrays[0]["ecg_id"]):
             raise UserError(
@@ -290,16 +301,21 @@ def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, 
     out = run_dir.path / "report"
     summary = frozen["summary"]
     data = open_dataset(replace(options, data=options.data or summary["data"]))  # a DataOptions too
+    require_answerable(data)
     data.test_sealed = True  # opened by the steps below, each after configs.json exists
     k = options.seeds
-    seeds = [frozen["search_seed"] + 1 + i for i in range(k)] if k else [frozen["search_seed"]]
+    seeds = [derived_seed(frozen["search_seed"], 1 + i) for i in range(k)] if k else [frozen["search_seed"]]
     if k:
         run_seeds(options, run_dir, frozen, data, seeds)
         runs = {name: [out / "runs" / f"{name}-seed{s}" for s in seeds] for name in frozen["configs"]}
     else:
         runs = single_seed(frozen, data, out, run_dir.path)
     report = build_report(runs, frozen, options.n_boot)
-    report["what_mattered"] = what_mattered(run_dir.path / "optuna.db", frozen["search_seed"])
+    try:
+        report["what_mattered"] = what_mattered(run_dir.path / "optuna.db", frozen["search_seed"])
+    except UserError as e:  # the studies are a record beside the search: the table stands without
+        report["what_mattered"], report["what_mattered_missing"] = {}, str(e)
+        print(f"raysearch: {e}: the report leaves out What mattered", file=sys.stderr)
     for row in report["rows"]:  # name the runs where they live (a URI RUN_DIR's, not the staging)
         for fig in row["arms"].values():
             fig["runs"] = [run_dir.located(Path(r)) for r in fig["runs"]]
@@ -337,19 +353,32 @@ def run_report(options: ReportOptions) -> dict:
     into RUN_DIR (synced back to a URI RUN_DIR) and return the report (report.json's contents)."""
     if options.seeds is not None and options.seeds < 1:
         raise UserError(f"--seeds {options.seeds}: expected at least 1")
+    if options.n_boot < 1:
+        raise UserError(f"--n-boot {options.n_boot}: expected at least 1 bootstrap resample")
+    options.check()
     t0 = time.perf_counter()
     run_dir = RunDir.at(options.run_dir)
+    if run_dir.uri is None and not run_dir.path.is_dir():
+        raise UserError(f"{run_dir.path}: no such folder; expected the RUN_DIR of a finished search")
+    with run_dir.owned(fresh=False):  # one process writes the report at a time
+        return _report(options, run_dir, t0)
+
+
+def _report(options: ReportOptions, run_dir: RunDir, t0: float) -> dict:
     run_dir.sync("down", ("summary.json", "progress.json", "optuna.db", "teachers", "best", "report"))
     frozen = freeze(run_dir.path, run_dir.location)
     digest = write_frozen(run_dir.path / "report", frozen)  # before any training or test read
     run_dir.sync("up")  # configs.json at RUN_DIR before anything reads the test fold
     try:
         report = _tables(options, run_dir, frozen, digest, t0)
-        (run_dir.path / "report.json").write_text(json.dumps(report, indent=1))
-        write_csv(report, run_dir.path / "report.csv")
-        plot(report, run_dir.path / "report.png")
-        plot_mattered(report["what_mattered"], run_dir.path / "report-mattered.png")
-        (run_dir.path / "report.md").write_text(markdown(report))
+        write_text(run_dir.path / "report.json", json.dumps(report, indent=1))
+        write_with(run_dir.path / "report.csv", lambda tmp: write_csv(report, tmp))
+        write_with(run_dir.path / "report.png", lambda tmp: plot(report, tmp))
+        if any(m["points"] for m in report["what_mattered"].values()):
+            write_with(
+                run_dir.path / "report-mattered.png", lambda tmp: plot_mattered(report["what_mattered"], tmp)
+            )
+        write_text(run_dir.path / "report.md", markdown(report))
     finally:
         run_dir.sync("up")  # what was made, the runs evaluated so far too when some failed
     return report

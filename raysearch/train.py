@@ -44,8 +44,9 @@ from raysearch.checkpoint import (
     load_teacher,
     save_checkpoint,
 )
-from raysearch.data import PTBXL
+from raysearch.data import PTBXL, RECORD_SECONDS, require_answerable
 from raysearch.errors import UserError
+from raysearch.files import write_text, write_with
 from raysearch.metrics import bootstrap_ci, macro_auc, per_class_auc
 from raysearch.models import ARCHS, ContrastiveNet, ModelConfig
 from raysearch.sources import DataOptions, open_dataset
@@ -116,11 +117,25 @@ class TrainConfig:
         leads = parse_leads(self.leads)
         if self.stage == "teacher" and len(leads) != 12:
             raise UserError(f"leads {self.leads!r}: the teacher reads all 12 leads")
-        for name in ("epochs", "batch_size", "embedding_size"):
+        for name in ("epochs", "batch_size", "embedding_size", "n_boot"):
             if getattr(self, name) < 1:
                 raise UserError(f"{name} {getattr(self, name)}: expected a positive integer")
-        if not (self.lr > 0 and self.alpha >= 0):
-            raise UserError(f"lr {self.lr} / alpha {self.alpha}: expected lr > 0 and alpha >= 0")
+        for name in ("width", "depth", "threads"):
+            if getattr(self, name) < 0:
+                raise UserError(f"{name} {getattr(self, name)}: expected an integer >= 0 (0: the default)")
+        if not (self.lr > 0 and self.alpha >= 0 and self.weight_decay >= 0):
+            raise UserError(
+                f"lr {self.lr} / alpha {self.alpha} / weight_decay {self.weight_decay}: expected lr > 0, "
+                f"alpha >= 0 and weight_decay >= 0"
+            )
+        if not 0 <= self.seed < 2**32:
+            raise UserError(f"seed {self.seed}: expected 0 to 2^32 - 1")
+        for name in ("crop_seconds", "eval_stride_seconds"):
+            if not 0 <= getattr(self, name) <= RECORD_SECONDS:
+                raise UserError(
+                    f"{name} {getattr(self, name)}: expected 0 to {RECORD_SECONDS} seconds (PTB-XL's "
+                    f"records are {RECORD_SECONDS} s; 0: the whole record)"
+                )
         return replace(
             self,
             arch=arch,
@@ -594,11 +609,15 @@ def write_run(run_dir: str | os.PathLike, result: StageResult, metrics: dict, pr
     """RUN_DIR: model.pt + config.json, metrics.json, predictions_{val,test}.npz."""
     run_dir = Path(run_dir)
     save_checkpoint(run_dir, result.export())
-    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     for split, p in predictions.items():
-        np.savez(
-            run_dir / f"predictions_{split}.npz", ecg_id=p["ecg_id"], y_true=p["y_true"], y_score=p["y_score"]
-        )
+        arrays = {k: p[k] for k in ("ecg_id", "y_true", "y_score")}
+        write_with(run_dir / f"predictions_{split}.npz", lambda tmp, a=arrays: _savez(tmp, a))
+    write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))  # last: it marks a finished run
+
+
+def _savez(path: Path, arrays: dict) -> None:
+    with open(path, "wb") as fh:  # a file object: np.savez would add .npz to a temporary name
+        np.savez(fh, **arrays)
 
 
 # ------------------------------------------------------------------------- one stage, one run
@@ -641,6 +660,7 @@ def train_one(options: TrainOptions, progress: bool = True) -> dict:
     if (out / "metrics.json").exists():
         raise UserError(f"{out}: already holds a finished run (metrics.json); choose another --out")
     data = open_dataset(options, progress=progress)
+    require_answerable(data)
     print(
         f"training {stage} on leads {cfg.leads} ({cfg.arch}, width {cfg.width}, depth {cfg.depth}, "
         f"embedding {cfg.embedding_size}) on {'synthetic data ' if data.synthetic else ''}{data.source} "

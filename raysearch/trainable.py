@@ -13,6 +13,7 @@ A trial restarted after a crash (FailureConfig) resumes from its last checkpoint
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 import time
 from dataclasses import fields
@@ -107,7 +108,7 @@ def train_trial(config: dict, data=None, shelf=None) -> None:
         cache, computed = shared_teacher_cache(shelf, cfg.resolved(), teacher, dataset, trial_id)
         cache_seconds = time.perf_counter() - t0
     checkpoint = tune.get_checkpoint()
-    resume = load_trial_state(checkpoint) if checkpoint is not None else None
+    resume = readable_state(checkpoint) if checkpoint is not None else None
     restarts = 0 if resume is None else int(resume.get("restarts", 0)) + 1
     node_id = ray.get_runtime_context().get_node_id()  # which node ran it (multi-node accounting)
 
@@ -126,6 +127,46 @@ def train_trial(config: dict, data=None, shelf=None) -> None:
     train_stage(cfg, dataset, teacher=teacher, on_epoch=report, resume=resume, cache=cache)
     if torch.cuda.is_available():  # actors are reused: give the GPU memory back to the next trial
         torch.cuda.empty_cache()
+
+
+def readable_state(checkpoint) -> dict | None:
+    """The training state of the trial's last checkpoint, or, if that one is damaged (a truncated
+    file: a full disk, a killed copy), of the newest earlier one Tune kept: the trial then redoes
+    the epochs after it, and says so. None when none is readable (the trial starts afresh)."""
+    import pyarrow.fs as pafs
+
+    try:
+        return load_trial_state(checkpoint)
+    except Exception as e:  # torch.load's many errors for a truncated or foreign file
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    fs = checkpoint.filesystem or pafs.LocalFileSystem()
+    parent, name = os.path.split(checkpoint.path.rstrip("/"))
+    found = fs.get_file_info(pafs.FileSelector(parent))
+    earlier = sorted(
+        (i.path for i in found if i.type == pafs.FileType.Directory and os.path.basename(i.path) < name),
+        reverse=True,
+    )
+    for path in earlier:
+        if not os.path.basename(path).startswith("checkpoint_"):
+            continue
+        try:
+            state = load_trial_state(type(checkpoint)(path, filesystem=checkpoint.filesystem))
+        except Exception:
+            continue
+        print(
+            f"raysearch: {checkpoint.path} is damaged ({reason}): resuming from {os.path.basename(path)}, "
+            f"epoch {int(state['epoch']) + 1}, and redoing the epochs after it",
+            file=sys.stderr,
+            flush=True,
+        )
+        return state
+    print(
+        f"raysearch: {checkpoint.path} is damaged ({reason}) and no earlier one is kept: "
+        f"this trial starts afresh",
+        file=sys.stderr,
+        flush=True,
+    )
+    return None
 
 
 def load_trial_state(checkpoint) -> dict:

@@ -17,25 +17,34 @@ Each names the private Ray/Optuna API it leans on; nowhere else in raysearch use
                            --resume (private: MLflowLoggerCallback._trial_runs)
     open_mlflow            check an MLflow tracking URI and make the run's experiment there
     object_store_stats     Ray's object-store accounting (private: ray._private.internal_api)
-    loopback_only          a local Ray that listens on 127.0.0.1 only
-                           (private: ray._private.ray_constants.ENABLE_RAY_CLUSTER)
+    start_local_ray        a local Ray that listens on 127.0.0.1 only, in a temp folder of its own
+                           (private: ray._private.ray_constants.ENABLE_RAY_CLUSTER, ray.init's
+                           _temp_dir)
+    atomic_experiment_state  Tune's experiment state written whole or not at all, staged and
+                           copied to a local RUN_DIR (a full disk left it truncated, and every
+                           later resume failed on it) (private: tune_controller's writes,
+                           ray.train._internal.storage._pyarrow_fs_copy_files)
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from unittest import mock
 
 from optuna.trial import TrialState
-from ray.air.integrations.mlflow import MLflowLoggerCallback
 from ray.tune.logger import TBXLoggerCallback
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from raysearch.errors import UserError
+from raysearch.files import write_bytes
 from raysearch.vocabulary import HPARAMS
 
 
@@ -73,7 +82,9 @@ class AshaAwareOptunaSearch(OptunaSearch):
         if trial_id in self._completed_trials:
             return super().on_trial_complete(trial_id, result=result, error=error)  # Tune's warning
         stopped_early = (
-            result is not None and not error and result.get("training_iteration", self.max_t) < self.max_t
+            result is not None
+            and not error
+            and (result.get("epoch") or result.get("training_iteration", self.max_t)) < self.max_t
         )
         if stopped_early:
             self._ot_study.tell(self._ot_trials[trial_id], None, state=TrialState.PRUNED)
@@ -84,24 +95,47 @@ class AshaAwareOptunaSearch(OptunaSearch):
             self._record(trial_id)
 
     def _record(self, trial_id: str) -> None:
+        """Copy every finished trial not yet on disk there (so a write that failed, a full disk
+        say, is made good at the next trial's end); a failure is said in one line, never fatal:
+        the trials are kept in the searcher's own state meanwhile."""
+        try:
+            self._copy_finished()
+        except Exception as e:  # SQLAlchemy's errors (a full disk, a damaged file), OSError
+            path = type(self).studies.removeprefix("sqlite:///")
+            if "not a database" in str(e) and os.path.isfile(path):  # damaged: set it aside, rewrite
+                aside = f"{path}.damaged-{int(time.time())}"
+                os.replace(path, aside)
+                print(f"raysearch: {path} was damaged: set aside as {aside}, written anew", file=sys.stderr)
+                return self._record(trial_id)
+            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            print(
+                f"raysearch: {path}: could not record trial {trial_id} ({reason}); it is kept in the "
+                f"search's state and written at the next trial's end",
+                file=sys.stderr,
+            )
+
+    def _copy_finished(self) -> None:
         import optuna
 
-        done = self._ot_study.get_trials(deepcopy=False)[self._ot_trials[trial_id].number]
         study = optuna.create_study(
             storage=type(self).studies, study_name=self._study_name, direction="maximize", load_if_exists=True
         )
-        if any(t.user_attrs.get("tune_trial_id") == trial_id for t in study.get_trials(deepcopy=False)):
-            return  # recorded before the driver was stopped; Tune ran it again
-        study.add_trial(
-            optuna.trial.create_trial(
-                state=done.state,
-                value=done.value if done.state == TrialState.COMPLETE else None,
-                params=done.params,
-                distributions=done.distributions,
-                intermediate_values=done.intermediate_values,
-                user_attrs={"tune_trial_id": trial_id},
+        there = {t.user_attrs.get("tune_trial_id") for t in study.get_trials(deepcopy=False)}
+        trials = self._ot_study.get_trials(deepcopy=False)
+        for tune_id, ot_trial in self._ot_trials.items():
+            done = trials[ot_trial.number]
+            if tune_id in there or not done.state.is_finished():
+                continue  # recorded before (Tune may run a trial again after a resume), or running
+            study.add_trial(
+                optuna.trial.create_trial(
+                    state=done.state,
+                    value=done.value if done.state == TrialState.COMPLETE else None,
+                    params=done.params,
+                    distributions=done.distributions,
+                    intermediate_values=done.intermediate_values,
+                    user_attrs={"tune_trial_id": tune_id},
+                )
             )
-        )
 
     @property
     def study(self):
@@ -131,8 +165,7 @@ class FixedSearcher(Searcher):
     def save(self, checkpoint_path: str) -> None:
         import pickle
 
-        with open(checkpoint_path, "wb") as fh:
-            pickle.dump({"configs": self.configs, "given": self.given}, fh)
+        write_bytes(checkpoint_path, pickle.dumps({"configs": self.configs, "given": self.given}))
 
     def restore(self, checkpoint_path: str) -> None:
         import pickle
@@ -216,41 +249,60 @@ def open_mlflow(tracking_uri: str, experiment: str) -> None:
         raise UserError(f"--mlflow {tracking_uri}: {reason[:300]}") from None
 
 
-class MLflowTrialLogger(MLflowLoggerCallback):
-    """Ray Tune's MLflow logger callback: one MLflow run per trial in the experiment named like
-    the run, its configuration as parameters, each epoch's results as metrics at that epoch.
+def _mlflow_trial_logger() -> type:
+    """MLflowTrialLogger, made on first use: importing Ray's MLflow integration imports MLflow,
+    which writes its telemetry settings into the home folder, so only --mlflow does."""
+    from ray.air.integrations.mlflow import MLflowLoggerCallback
 
-    Two changes. A trial restored by `--resume` is a new Trial object, to which Tune's logger
-    would give a second MLflow run: here the run is found again by its `trial_id` tag. And the
-    configuration is not logged again as metrics with every result.
-    """
+    class MLflowTrialLogger(MLflowLoggerCallback):
+        """Ray Tune's MLflow logger callback: one MLflow run per trial in the experiment named like
+        the run, its configuration as parameters, each epoch's results as metrics at that epoch.
 
-    def log_trial_start(self, trial) -> None:
-        if trial not in self._trial_runs:
-            self._trial_runs[trial] = self._run_of(trial)
-        super().log_trial_start(trial)  # logs the configuration as the run's parameters
+        Two changes. A trial restored by `--resume` is a new Trial object, to which Tune's logger
+        would give a second MLflow run: here the run is found again by its `trial_id` tag. And the
+        configuration is not logged again as metrics with every result.
+        """
 
-    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
-        super().log_trial_result(iteration, trial, {k: v for k, v in result.items() if k != "config"})
+        def log_trial_start(self, trial) -> None:
+            if trial not in self._trial_runs:
+                self._trial_runs[trial] = self._run_of(trial)
+            super().log_trial_start(trial)  # logs the configuration as the run's parameters
 
-    def _run_of(self, trial) -> str:
-        from mlflow import MlflowClient
+        def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+            super().log_trial_result(iteration, trial, {k: v for k, v in result.items() if k != "config"})
 
-        client = MlflowClient(self.tracking_uri)
-        experiment = client.get_experiment_by_name(self.experiment_name).experiment_id
-        found = client.search_runs(
-            [experiment], filter_string=f"tags.trial_id = '{trial.trial_id}'", max_results=1
-        )
-        if found:
-            return found[0].info.run_id
-        arm = trial.config.get("arm")
-        tags = {
-            **(self.tags or {}),
-            "trial_id": trial.trial_id,
-            **{k: str(trial.config[k]) for k in ("arm", "stage", "leads") if trial.config.get(k) is not None},
-        }
-        name = f"{arm}-{trial.trial_id}" if arm else str(trial)  # as its folder under RUN_DIR/trials
-        return client.create_run(experiment, run_name=name, tags=tags).info.run_id
+        def _run_of(self, trial) -> str:
+            from mlflow import MlflowClient
+
+            client = MlflowClient(self.tracking_uri)
+            experiment = client.get_experiment_by_name(self.experiment_name).experiment_id
+            found = client.search_runs(
+                [experiment], filter_string=f"tags.trial_id = '{trial.trial_id}'", max_results=1
+            )
+            if found:
+                return found[0].info.run_id
+            arm = trial.config.get("arm")
+            tags = {
+                **(self.tags or {}),
+                "trial_id": trial.trial_id,
+                **{
+                    k: str(trial.config[k])
+                    for k in ("arm", "stage", "leads")
+                    if trial.config.get(k) is not None
+                },
+            }
+            name = f"{arm}-{trial.trial_id}" if arm else str(trial)  # as its folder under RUN_DIR/trials
+            return client.create_run(experiment, run_name=name, tags=tags).info.run_id
+
+    MLflowTrialLogger.__module__, MLflowTrialLogger.__qualname__ = __name__, "MLflowTrialLogger"
+    return MLflowTrialLogger
+
+
+def __getattr__(name: str):
+    if name == "MLflowTrialLogger":  # made once, then found in the module (pickle finds it there)
+        globals()[name] = _mlflow_trial_logger()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def repoint_search_state(experiment_dir: str | Path, storage_path: str) -> list[str]:
@@ -323,3 +375,86 @@ def loopback_only() -> Iterator[None]:
         mock.patch.object(ray_constants, "ENABLE_RAY_CLUSTER", False),
     ):
         yield
+
+
+class _Replacing:
+    """`open(path, "w")` as a context manager that writes `path` under a temporary name and
+    renames it over `path` only once written whole."""
+
+    def __init__(self, path, mode, *args, **kwargs):
+        self.path, self.tmp = os.fspath(path), f"{os.fspath(path)}.tmp{os.getpid()}"
+        self.file = open(self.tmp, mode, *args, **kwargs)  # noqa: SIM115 (closed in __exit__)
+
+    def __enter__(self):
+        return self.file
+
+    def __exit__(self, kind, *rest) -> None:
+        try:
+            self.file.close()
+            if kind is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            if os.path.exists(self.tmp):
+                os.unlink(self.tmp)
+
+
+@contextmanager
+def atomic_experiment_state() -> Iterator[None]:
+    """While Tune runs: the files its controller writes (experiment_state-*.json, which Ray 2.60
+    writes in place with `open(..., "w")`) and its copies of them from the driver's staging folder
+    into a local RUN_DIR (pyarrow's copy_files, in place too) are written whole under a temporary
+    name and renamed, so a full disk leaves the previous state intact and a --resume reads it.
+    (Trials copy their checkpoints in their own processes: trainable.readable_state.)"""
+    import builtins
+
+    import pyarrow.fs as pafs
+    from ray.train._internal import storage
+    from ray.tune.execution import tune_controller
+
+    def replacing_open(file, mode="r", *args, **kwargs):
+        if "w" in mode and "b" not in mode:
+            return _Replacing(file, mode, *args, **kwargs)
+        return builtins.open(file, mode, *args, **kwargs)
+
+    copy = storage._pyarrow_fs_copy_files
+
+    def replacing_copy(source, destination, source_filesystem=None, destination_filesystem=None, **kw):
+        if not isinstance(destination_filesystem, pafs.LocalFileSystem):
+            return copy(source, destination, source_filesystem, destination_filesystem, **kw)
+        tmp = f"{destination.rstrip('/')}.tmp{os.getpid()}-{threading.get_ident()}"
+        try:
+            copy(source, tmp, source_filesystem, destination_filesystem, **kw)
+            if os.path.isfile(tmp):
+                os.replace(tmp, destination)
+                return None
+            for root, _, files in os.walk(tmp):  # a folder: each file takes its place whole
+                target = os.path.join(destination, os.path.relpath(root, tmp))
+                os.makedirs(target, exist_ok=True)
+                for name in files:
+                    os.replace(os.path.join(root, name), os.path.join(target, name))
+        finally:  # what is left of the copy (all of it after a failure)
+            if os.path.isdir(tmp):
+                shutil.rmtree(tmp, ignore_errors=True)
+            elif os.path.exists(tmp):
+                os.unlink(tmp)
+        return None
+
+    with (
+        mock.patch.object(tune_controller, "open", replacing_open, create=True),
+        mock.patch.object(storage, "_pyarrow_fs_copy_files", replacing_copy),
+    ):
+        yield
+
+
+def start_local_ray(num_cpus: int | None, logging_level: int, temp_dir: str) -> None:
+    """Start a local Ray on loopback only (loopback_only), its sockets and logs in `temp_dir`."""
+    import ray
+
+    with loopback_only():
+        ray.init(
+            num_cpus=num_cpus,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging_level,
+            _temp_dir=temp_dir,
+        )

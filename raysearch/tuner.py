@@ -32,7 +32,9 @@ from types import SimpleNamespace
 
 from raysearch.arms import ArmSearcher
 from raysearch.checkpoint import check_teacher, load_checkpoint, load_teacher, save_checkpoint
+from raysearch.data import require_answerable
 from raysearch.errors import UserError
+from raysearch.files import DiskFull, write_text
 from raysearch.plan import (
     Plan,
     arm_results,
@@ -51,7 +53,18 @@ from raysearch.sources import DataOptions, open_dataset
 from raysearch.space import embedding_sizes, load_space, stage_space, to_optuna, to_tune
 from raysearch.train import TrainConfig, teacher_source
 from raysearch.trainable import result_blob
-from raysearch.vocabulary import ARMS, CLASSES, HPARAMS, METRIC, MODE, PSEUDO, arm_name, parse_lead_list
+from raysearch.vocabulary import (
+    ARMS,
+    CLASSES,
+    HPARAMS,
+    METRIC,
+    MODE,
+    PSEUDO,
+    SEED_RANGE,
+    arm_name,
+    derived_seed,
+    parse_lead_list,
+)
 
 PAPER_SPACE = "search_spaces/default.yaml"  # the paper's budget: meant for GPUs
 CPU_SPACE = "search_spaces/cpu.yaml"  # a budget a 2-core machine finishes in about half an hour
@@ -162,7 +175,7 @@ def arm_plan(
         space=to_optuna(dists),
         metric=METRIC,
         mode=MODE,
-        seed=options.seed + int(leads),
+        seed=derived_seed(options.seed, int(leads)),
     )
     scheduler = ASHAScheduler(
         metric=METRIC,
@@ -230,21 +243,30 @@ def _arm_summary(plan: Plan, results: list, data, run_dir: RunDir, device: str) 
     }
 
 
-def _open_run(options: SearchOptions, leads: list[str]) -> RunDir:
+def _run_dir(options: SearchOptions, leads: list[str]) -> RunDir:
+    """The options checked and the RUN_DIR they name (nothing written yet)."""
     if options.trials < 1 or options.teacher_trials < 1:
         raise UserError("--trials and --teacher-trials must be at least 1")
+    if not 0 <= options.seed < SEED_RANGE:
+        raise UserError(f"--seed {options.seed}: expected 0 to 2^32 - 1")
+    options.check()
     if options.resume and not options.name:
         raise UserError("--resume needs the --name (and --storage) of the run to continue")
     options.name = options.name or f"search-{'-'.join(leads)}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_dir = RunDir(options.storage, options.name)
+    return RunDir(options.storage, options.name)
+
+
+def _open_run(run_dir: RunDir, options: SearchOptions) -> None:
+    """A new RUN_DIR must be empty; a resumed one is read (fetched first from a URI)."""
     if options.resume:
         run_dir.sync("down")
+    else:
+        run_dir.clear_staging()  # left by an earlier attempt at this URI: not this run's
     if run_dir.exists() and not options.resume:
         raise UserError(f"{run_dir.location}: exists; pass --resume to continue it, or choose another --name")
     if options.resume and not run_dir.progress_path.is_file():
         raise UserError(f"{run_dir.location}: no interrupted search to resume (progress.json missing)")
     run_dir.load_progress()
-    return run_dir
 
 
 def choose_space(options: SearchOptions, recorded: str | None) -> tuple[Path, str]:
@@ -368,22 +390,34 @@ def _describe(options, leads, arms, plans, space, space_note, data, sizes, sessi
 
 def run_search(options: SearchOptions) -> dict:
     """Run (or resume) a search; write and return its summary (summary.json's contents)."""
+    leads = parse_lead_list(options.leads)
+    run_dir = _run_dir(options, leads)  # every option checked: nothing is written before
+    with run_dir.owned(fresh=not options.resume):
+        _open_run(run_dir, options)
+        try:
+            return _search(options, leads, run_dir)
+        except DiskFull as e:
+            if not run_dir.keep or "--resume" in str(e):
+                raise
+            raise DiskFull(f"{e}; then continue with `{resume_command(options, run_dir)}`") from None
+
+
+def _search(options: SearchOptions, leads: list[str], run_dir: RunDir) -> dict:
+    """The search in the RUN_DIR this process owns."""
     from raysearch.tune_ext import (
         AshaAwareOptunaSearch,
-        MLflowTrialLogger,
         hparams_experiment,
         object_store_stats,
         open_mlflow,
     )
 
-    leads = parse_lead_list(options.leads)
-    run_dir = _open_run(options, leads)
     space_path, space_note = choose_space(options, run_dir.progress.get("space_file"))
     space = load_space(space_path)  # a malformed space fails before Ray starts
     teacher_blob = load_teacher(options.teacher) if options.teacher else None
     if teacher_blob is not None:
         check_teacher(teacher_blob, f"--teacher {options.teacher}")
-    data = open_dataset(options)  # before RUN_DIR is made: a missing dataset leaves nothing behind
+    data = open_dataset(options)  # a missing dataset leaves no RUN_DIR behind (owned(fresh=True))
+    require_answerable(data)
     run_dir.path.mkdir(parents=True, exist_ok=True)
     data.test_sealed = True  # opened only for the chosen configurations (_arm_summary)
     digests = {
@@ -434,6 +468,8 @@ def run_search(options: SearchOptions) -> dict:
                 teachers = _choose_teachers(results, teacher, sizes, run_dir)
                 measured.update(_seconds_per_epoch("teacher", results))
                 hand_over(teachers)
+            except DiskFull:
+                raise
             except UserError as e:
                 failed.append(str(e))
                 raise
@@ -464,7 +500,10 @@ def run_search(options: SearchOptions) -> dict:
             progress = ConsoleProgress(stage_of, session.max_concurrent, measured=measured, started=started)
             callbacks = [progress]
             if options.mlflow:
+                from raysearch.tune_ext import MLflowTrialLogger  # imports MLflow: only when asked
+
                 callbacks.append(MLflowTrialLogger(options.mlflow, experiment_name=run_dir.name))
+            run_dir.keep = True  # trials from here on: an interrupted run is resumed, not removed
             try:
                 results = run_plan(experiment, session, run_dir, options.resume, hint, callbacks)
             except UserError:
@@ -496,8 +535,8 @@ def run_search(options: SearchOptions) -> dict:
         "wall_seconds": clock.seconds,
         "invocations": clock.invocations,
     }
-    (run_dir.path / "summary.json").write_text(json.dumps(summary, indent=1))
-    (run_dir.path / "summary.md").write_text(summary_markdown(summary))
+    write_text(run_dir.path / "summary.json", json.dumps(summary, indent=1))
+    write_text(run_dir.path / "summary.md", summary_markdown(summary))
     run_dir.sync("up")
     print(summary_markdown(summary))
     print(f"RUN_DIR {run_dir.location}  (tensorboard --logdir {run_dir.location})")

@@ -33,6 +33,8 @@ ARMS = ("student", "baseline")
 PSEUDO = {"teacher": None, "student": True, "baseline": False}  # the paper's name for each stage
 SIMS = ("l1", "l2", "cosine")
 
+SEED_RANGE = 2**32  # seeds are 0 .. 2^32 - 1 (what NumPy's and Optuna's generators take)
+
 # What chooses a configuration: validation (fold 9) macro-AUC, higher is better.
 METRIC, MODE = "val_macro_auc", "max"
 # The parameters trials are compared by in TensorBoard's HParams dashboard.
@@ -95,3 +97,9 @@ def parse_lead_list(spec: str) -> list[str]:
             f"(comma-separated) or 'all'"
         )
     return list(dict.fromkeys(out))
+
+
+def derived_seed(seed: int, offset: int) -> int:
+    """A seed made from another (a lead subset's searcher, a report's retraining seed): wrapped
+    into SEED_RANGE, so a --seed near the top stays a valid seed."""
+    return (seed + offset) % SEED_RANGE

@@ -2,7 +2,9 @@
 
 import json
 import shutil
+import subprocess
 
+import pytest
 import torch
 from conftest import run_cli
 
@@ -114,3 +116,54 @@ def test_every_option_says_what_it_does_and_help_shows_defaults():
     assert seen > 60
     text = run_cli("--help").stdout
     assert "(default: 16)" in text and "(default: ptb-xl)" in text and "--verbose" in text
+
+
+def _main_error(capsys, *args: str) -> str:
+    """`raysearch ARGS` in this process: exit status 2 and one line, no traceback; that line."""
+    from raysearch.cli import main
+
+    assert main(list(args)) == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("raysearch: error:")]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+BAD_SEARCH_OPTIONS = [
+    (("--gpus-per-trial", "-1"), "--gpus-per-trial -1: expected a number of GPUs >= 0"),
+    (("--cpus-per-trial", "0"), "--cpus-per-trial 0: expected a number of CPUs > 0"),
+    (("--cpus-per-trial", "-1"), "--cpus-per-trial -1: expected a number of CPUs > 0"),
+    (("--max-concurrent", "-1"), "--max-concurrent -1: expected a whole number >= 0"),
+    (("--seed", "-1"), "--seed -1: expected 0 to 2^32 - 1"),
+    (("--seed", str(2**32)), "--seed 4294967296: expected 0 to 2^32 - 1"),
+    (("--name", "x" * 300), "300 characters; expected at most 100"),
+    (("--address", "127.0.0.1:1"), "--address 127.0.0.1:1: nothing answers there (Connection refused)"),
+]
+
+
+@pytest.mark.parametrize("option,message", BAD_SEARCH_OPTIONS)
+def test_bad_search_options_are_one_line_and_leave_nothing(capsys, tmp_path, real_ptbxl, option, message):
+    line = _main_error(capsys, "--data", str(real_ptbxl), "--storage", str(tmp_path / "runs"), *option)
+    assert message in line
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_storage_that_cannot_hold_a_run(capsys, tmp_path, real_ptbxl):
+    (tmp_path / "file").write_text("x")
+    line = _main_error(capsys, "--data", str(real_ptbxl), "--storage", str(tmp_path / "file" / "runs"))
+    assert "is a file; expected a directory" in line
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(readonly)]).returncode:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    try:
+        line = _main_error(capsys, "--data", str(real_ptbxl), "--storage", str(readonly / "runs"))
+        assert "--storage" in line and "cannot be written (Read-only file system)" in line
+    finally:
+        subprocess.run(["umount", str(readonly)])
+
+
+def test_a_seed_at_the_top_of_the_range_stays_valid():
+    from raysearch.vocabulary import derived_seed
+
+    assert derived_seed(2**32 - 1, 6) == 5 and derived_seed(7, 2) == 9

@@ -207,3 +207,77 @@ def test_bad_records_listed_at_once_and_skippable(real_ptbxl, tmp_path):
     ds = load_ptbxl(root, progress=False, skip_bad_records=True)
     assert len(ds) == len(ok) - 5 and len(ds.skipped) == 5
     assert not set(ids) & set(ds.ecg_id.tolist())
+
+
+def _rewrite(stem: Path, change) -> None:
+    """Rewrite a WFDB record with `change(d_signal)` applied, its header's checksums to match."""
+    record = wfdb.rdrecord(str(stem), physical=False)
+    record.d_signal = change(record.d_signal.copy())
+    record.checksum, record.init_value = record.calc_checksum(), record.d_signal[0].tolist()
+    record.wrsamp(write_dir=str(stem.parent))
+
+
+def test_wfdb_missing_samples_are_never_read_as_voltage(real_ptbxl, tmp_path):
+    root = _copy(real_ptbxl, tmp_path / "missing")
+    ok = load_ptbxl(real_ptbxl, progress=False)
+    train = ok.split("train")
+    gone, few = int(ok.ecg_id[train[0]]), int(ok.ecg_id[train[1]])
+    stem = root / "records100" / "00000"
+
+    def all_missing(d):
+        d[:] = data_mod.WFDB_MISSING
+        return d
+
+    def some_missing(d):
+        d[100:120, 3] = data_mod.WFDB_MISSING  # 2% of aVR
+        return d
+
+    _rewrite(stem / f"{gone:05d}_lr", all_missing)
+    _rewrite(stem / f"{few:05d}_lr", some_missing)
+    msg = _expect_error(root, "1 bad record(s)", f"{gone:05d}_lr.dat: samples missing (WFDB's missing value")
+    assert "I 100%" in msg and "expected at most 5% of a lead" in msg
+    ds = load_ptbxl(root, progress=False, skip_bad_records=True)
+    assert gone not in ds.ecg_id.tolist() and ds.filled == {f"records100/00000/{few:05d}_lr": 20}
+    row = int(np.flatnonzero(ds.ecg_id == few)[0])
+    mv = (ds.signals[row, 3].astype(np.float32) - ds.baseline[row, 3]) / ds.gain[row, 3]
+    assert np.all(mv[100:120] == 0) and np.abs(mv).max() < 20  # 0 mV, never -32.768 mV
+    # the training statistics stay those of real voltages (one record fewer, a few zeros)
+    np.testing.assert_allclose(ds.std, ok.std, rtol=0.02)
+    assert summary(ds)["records_with_missing_samples_filled"] == 1
+
+
+def test_a_record_or_patient_in_two_splits_is_refused(real_ptbxl, tmp_path):
+    import pandas as pd
+
+    root = _copy(real_ptbxl, tmp_path / "twice")
+    db = pd.read_csv(root / "ptbxl_database.csv")
+    train_row = db.index[db["strat_fold"] <= 8][0]
+    twin = db.loc[[train_row]].assign(strat_fold=10)
+    pd.concat([db, twin]).to_csv(root / "ptbxl_database.csv", index=False)
+    _expect_error(root, f"ecg_id {db.loc[train_row, 'ecg_id']} listed more than once")
+    root = _copy(real_ptbxl, tmp_path / "patient")
+    val_row = db.index[db["strat_fold"] == 9][0]
+    moved = db.copy()
+    moved.loc[val_row, "patient_id"] = db.loc[train_row, "patient_id"]
+    moved.to_csv(root / "ptbxl_database.csv", index=False)
+    _expect_error(
+        root,
+        "1 patient(s) with records in more than one of train (folds 1-8), validation (9) and test (10)",
+        f"ecg_id {db.loc[val_row, 'ecg_id']} in val",
+        "expected each patient's records in one split",
+    )
+
+
+def test_data_that_cannot_answer_the_question_is_refused(real_ptbxl, tmp_path):
+    from dataclasses import replace
+
+    ds = load_ptbxl(real_ptbxl, progress=False)
+    data_mod.require_answerable(ds)
+    with pytest.raises(UserError, match=r"no record in fold\(s\) 9 \(val\)"):
+        data_mod.require_answerable(replace(ds, folds=np.where(ds.folds == 9, 1, ds.folds).astype(np.int8)))
+    with pytest.raises(UserError, match=r"no record in fold\(s\) 10 \(test\)"):
+        data_mod.require_answerable(replace(ds, folds=np.where(ds.folds == 10, 1, ds.folds).astype(np.int8)))
+    labels = ds.labels.copy()
+    labels[ds.folds == 9, 4] = 0
+    with pytest.raises(UserError, match=r"class HYP \(no positive records\): its AUC is undefined"):
+        data_mod.require_answerable(replace(ds, labels=labels))

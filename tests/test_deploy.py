@@ -95,3 +95,44 @@ def test_a_run_dir_with_several_models_asks_which(trained_models):
     with pytest.raises(UserError, match=r"holds 2 models \(best/baseline-3, best/student-2\): name one"):
         load_model(run)
     assert load_model(run / "best" / "student-2").leads == ("I", "II")
+
+
+def test_export_never_destroys_a_model_or_a_file(trained_models, tmp_path):
+    model = trained_models["baseline-3"]
+    before = {p.name: p.read_bytes() for p in model.iterdir()}
+    for out in (model / "model.pt", model / "m.onnx", tmp_path / "model.pt"):
+        with pytest.raises(UserError, match="inside a model folder|expected a path outside"):
+            export_model(model, "torchscript", out)
+    assert {p.name: p.read_bytes() for p in model.iterdir()} == before
+    out = tmp_path / "m.pt"
+    out.write_text("mine")
+    with pytest.raises(UserError, match="m.pt: exists; pass --force to replace it"):
+        export_model(model, "torchscript", out)
+    assert out.read_text() == "mine"
+    export_model(model, "torchscript", out, force=True)
+    assert load_model(out).leads == ("I", "II", "V2")
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    import subprocess
+
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", str(readonly)]).returncode == 0:
+        try:
+            with pytest.raises(UserError, match=r"ro/m.onnx: cannot be written \(Read-only file system\)"):
+                export_model(model, "onnx", readonly / "m.onnx")
+        finally:
+            subprocess.run(["umount", str(readonly)])
+
+
+def test_files_that_pretend_to_be_torchscript(trained_models, exported, tmp_path):
+    import zipfile
+
+    fake = tmp_path / "fake.pt"
+    with zipfile.ZipFile(fake, "w") as z:
+        z.writestr("archive/data.pkl", b"not a model")
+    with pytest.raises(UserError, match="fake.pt: a zip file without raysearch's raysearch.json"):
+        load_model(fake)
+    real = exported[("teacher", "torchscript")].read_bytes()
+    cut = tmp_path / "cut.pt"
+    cut.write_bytes(real[: len(real) // 2])
+    with pytest.raises(UserError, match="cut.pt: a truncated or damaged TorchScript"):
+        load_model(cut)

@@ -44,3 +44,7 @@ def test_predict_refuses_what_it_cannot_read(trained):
     with pytest.raises(UserError, match="metadata of shape"):
         model.predict(np.zeros((2, 3, 1000)), np.zeros((2, 3)))
     assert model.predict(np.zeros((2, 3, 1000))).shape == (2, 5)  # metadata missing: all NaN
+    signals = np.zeros((3, 3, 1000))
+    signals[1, 2, 5], signals[2, 0, 7] = np.nan, np.inf
+    with pytest.raises(UserError, match=r"signals of record\(s\) 1, 2 \(2 of 3\) hold missing or non-finite"):
+        model.predict(signals)

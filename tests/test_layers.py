@@ -13,6 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "raysearch"
 # Bottom to top: a module may import only modules listed before it.
 LAYERS = [
     "errors",
+    "files",
     "vocabulary",
     "metadata",
     "data",
@@ -47,7 +48,7 @@ LAYERS = [
     "__init__",
 ]
 PRIVATE = re.compile(
-    r"\b(ray\._private|_experiment_analysis|_ot_study|_ot_trials|_completed_trials|_try_log_hparams|_trial_writer)\b"
+    r"\b(ray\._private|_experiment_analysis|_ot_study|_ot_trials|_completed_trials|_try_log_hparams|_trial_writer|_temp_dir)\b"
 )
 
 

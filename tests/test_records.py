@@ -100,3 +100,19 @@ def test_metadata_csv(tmp_path):
             read_metadata_csv(csv)
     with pytest.raises(UserError, match="no such metadata CSV"):
         read_metadata_csv(tmp_path / "absent.csv")
+
+
+def test_a_record_with_missing_samples_is_reported_not_scored(real_ptbxl, tmp_path):
+    record = wfdb.rdrecord(str(real_ptbxl / FIRST), physical=False)
+    record.d_signal[:, 0] = -32768  # lead I: WFDB's missing value throughout
+    record.d_signal[10:13, 1] = -32768
+    record.checksum = record.calc_checksum()
+    record.record_name = "holes"
+    record.wrsamp(write_dir=str(tmp_path))
+    with pytest.raises(
+        RecordError, match=r"holes: samples missing \(WFDB's missing value\) in I \(1000 of 1000\)"
+    ):
+        read_record(str(tmp_path / "holes"), ("I", "II"), 100)
+    with pytest.raises(RecordError, match=r"in II \(3 of 1000\)"):
+        read_record(str(tmp_path / "holes"), ("II",), 100)
+    assert read_record(str(tmp_path / "holes"), ("V1",), 100).shape == (1, 1000)  # other leads are whole

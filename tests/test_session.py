@@ -28,7 +28,8 @@ def test_unmeetable_requests_fail_fast(tmp_path, real_ptbxl, option, fragment):
         kill_matching(ray_tmp)
     assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr[-2000:]
     assert fragment in r.stderr and r.stderr.count("raysearch: error:") == 1
-    assert os.path.isdir(tmp_path / "run")  # what the run wrote so far stays
+    # nothing was trained: no RUN_DIR is left to refuse the corrected command as "exists"
+    assert not os.path.exists(tmp_path / "run")
 
 
 def test_a_joined_cluster_counts_what_its_autoscaler_can_add():
@@ -117,6 +118,10 @@ def test_a_local_ray_listens_on_loopback_only(tmp_path, monkeypatch):
             worker = ray.get(ray.remote(num_cpus=1)(lambda: os.getpid()).remote())  # a worker listens too
             found = listening_addresses(descendants(os.getpid()))
             node_ip = ray.util.get_node_ip_address()
+            (temp,) = Path(ray_tmp).iterdir()  # the session's own folder: only its owner may enter
+            assert temp.name.startswith("rs-") and temp.stat().st_mode & 0o777 == 0o700
+            assert (temp / "ray").is_dir()
+        assert not temp.exists()  # removed when the session ended
     finally:
         kill_matching(ray_tmp)
         shutil.rmtree(ray_tmp, ignore_errors=True)

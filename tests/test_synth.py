@@ -3,10 +3,11 @@
 import csv
 
 import numpy as np
+import pytest
 import wfdb
 
 from raysearch.data import load_ptbxl, summary
-from raysearch.synth import DB_HEADER
+from raysearch.synth import DB_HEADER, write_synthetic
 from raysearch.vocabulary import CLASSES, LEADS
 
 
@@ -47,3 +48,18 @@ def test_same_seed_same_data(tmp_path):
     assert (a / "records100/00000/00007_lr.dat").read_bytes() == (
         b / "records100/00000/00007_lr.dat"
     ).read_bytes()
+
+
+def test_synth_never_writes_over_a_real_dataset(real_ptbxl, tmp_path):
+    import shutil
+
+    from raysearch import UserError
+
+    real = tmp_path / "real"
+    shutil.copytree(real_ptbxl, real)
+    before = (real / "ptbxl_database.csv").read_bytes()
+    with pytest.raises(UserError, match="holds files that are not a synthetic set raysearch wrote"):
+        write_synthetic(real, records=20)
+    assert (real / "ptbxl_database.csv").read_bytes() == before
+    again = write_synthetic(tmp_path / "synth", records=20)
+    write_synthetic(again, records=20, seed=1)  # an earlier synthetic set may be written again

@@ -112,6 +112,23 @@ def test_single_seed_report_on_real_subset(monkeypatch, real_run):
     assert same["gain"] == 0.0 and same["p_value"] == pytest.approx(1.0)
 
 
+def test_a_report_on_damaged_files(monkeypatch, capsys, tmp_path, real_run):
+    run_dir, env = real_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("trials", "report*"))
+    (copy / "optuna.db").write_bytes(b"not a database" * 100)  # the studies: the table stands without
+    _report(monkeypatch, copy, env)
+    md = (copy / "report.md").read_text()
+    assert "## What mattered\n\nLeft out: " in md and "optuna.db: not a readable Optuna study database" in md
+    assert "| 4 |" in md and not (copy / "report-mattered.png").exists()
+    (copy / "best" / "student-4" / "predictions_test.npz").unlink()
+    assert main(["report", str(copy), "--num-cpus", "2"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert err.startswith("raysearch: error: ") and "predictions_test.npz: missing; expected" in err
+    assert main(["report", str(copy), "--n-boot", "0"]) == 2
+    assert "--n-boot 0: expected at least 1" in capsys.readouterr().err
+
+
 def test_seeds_report_trains_k_distinct_runs(monkeypatch, synthetic_run):
     run_dir, env = synthetic_run
     reads = _report(monkeypatch, run_dir, env, "--seeds", "2", "--n-boot", "200")

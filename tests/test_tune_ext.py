@@ -58,6 +58,29 @@ def test_finished_trials_are_kept_on_disk_once_each(tmp_path):
     assert trials[0].intermediate_values == {1: 0.6, 2: 0.7} and "lr" in trials[1].params
 
 
+def test_a_study_file_that_cannot_be_written_catches_up_or_is_set_aside(tmp_path, capsys):
+    import optuna
+
+    db = tmp_path / "optuna.db"
+    space = to_optuna({"lr": {"loguniform": [1e-4, 1e-2]}})
+    AshaAwareOptunaSearch.keep_studies_in(f"sqlite:///{tmp_path / 'missing-folder' / 'optuna.db'}")
+    searcher = AshaAwareOptunaSearch(4, study_name="student-4", space=space, metric=METRIC, mode=MODE, seed=0)
+    try:
+        for trial_id in ("first", "second"):
+            searcher.suggest(trial_id)
+            searcher.on_trial_complete(trial_id, {METRIC: 0.8, "training_iteration": 4})
+            if trial_id == "first":  # not writable (as on a full disk): said, the search goes on
+                assert "could not record trial first" in capsys.readouterr().err
+                db.write_bytes(b"damaged" * 200)  # and now a damaged file where the studies go
+                AshaAwareOptunaSearch.keep_studies_in(f"sqlite:///{db}")
+        assert "was damaged: set aside as" in capsys.readouterr().err
+    finally:
+        AshaAwareOptunaSearch.keep_studies_in(None)
+    trials = optuna.load_study(study_name="student-4", storage=f"sqlite:///{db}").trials
+    assert [t.user_attrs["tune_trial_id"] for t in trials] == ["first", "second"]  # caught up
+    assert len(list(tmp_path.glob("optuna.db.damaged-*"))) == 1
+
+
 def test_fixed_searcher_gives_each_configuration_once_and_survives_a_restore(tmp_path):
     configs = [{"run": "a", "seed": 1}, {"run": "b", "seed": 2}]
     searcher = FixedSearcher(configs)

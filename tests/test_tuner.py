@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import (
     REPO,
     finish,
@@ -413,3 +414,54 @@ def test_a_teacher_stage_with_cached_embeddings_and_baselines_finishes(ray_env, 
     assert [summary["leads"]["2"][arm]["finished"] for arm in ("student", "baseline")] == [2, 2], out
     # one student computed the teacher's embeddings; the other read them from the session's shelf
     assert _cache_computed(storage / "run", "student-2") == [False, True]
+
+
+def test_a_full_disk_is_one_line_and_the_run_resumes_after_space_is_freed(ray_env, synthetic_ptbxl, tmp_path):
+    env, space, _ = ray_env
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=600k", "tmpfs", str(disk)]).returncode:
+        pytest.skip("mounting a small tmpfs as --storage needs root")
+    try:
+        args = ("--leads", "2", "--trials", "2", "--no-baseline")
+        proc = start_search(env, space, disk, synthetic_ptbxl, *args)
+        out, _ = proc.communicate(timeout=600)
+        errors = [line for line in out.splitlines() if line.startswith("raysearch: error:")]
+        assert proc.returncode == 2 and len(errors) == 1 and "Traceback" not in out, out[-3000:]
+        assert "the disk is full" in errors[0] and errors[0].endswith("--resume`"), errors[0]
+        subprocess.run(["mount", "-o", "remount,size=50m", str(disk)], check=True)
+        finish(start_search(env, space, disk, synthetic_ptbxl, *args, "--resume"))
+        summary = json.loads((disk / "run" / "summary.json").read_text())
+        assert summary["leads"]["2"]["student"]["trials"] == 2 and summary["invocations"] == 2
+        assert _study_states(disk / "run", "student-2") == _tune_states(summary["leads"]["2"]["student"])
+        (teacher,) = trial_dirs(disk / "run", "teacher")
+        assert len((teacher / "result.json").read_text().splitlines()) == 2  # trained once, not again
+    finally:
+        subprocess.run(["umount", str(disk)])
+
+
+def test_two_searches_into_one_run_dir_the_second_is_refused(ray_env, synthetic_ptbxl):
+    env, space, storage = ray_env
+    args = ("--leads", "2", "--trials", "2", "--no-baseline")
+    procs = [start_search(env, space, storage, synthetic_ptbxl, *args) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes == [0, 2], outs
+    refused = outs[[p.returncode for p in procs].index(2)]
+    assert "in use by another raysearch process" in refused and "Traceback" not in refused, refused
+    summary = json.loads((storage / "run" / "summary.json").read_text())
+    assert (
+        summary["leads"]["2"]["student"]["trials"] == 2 and len(trial_dirs(storage / "run", "student-2")) == 2
+    )
+
+
+def test_a_search_writes_nothing_into_the_home_folder(ray_env, synthetic_ptbxl, tmp_path):
+    env, space, storage = ray_env
+    home = tmp_path / "home"
+    home.mkdir()
+    env = {**env, "HOME": str(home)}
+    finish(
+        start_search(env, space, storage, synthetic_ptbxl, "--leads", "2", "--trials", "1", "--no-baseline")
+    )
+    assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == []
+    assert not any(Path(env["RAY_TMPDIR"]).iterdir())  # the local Ray's folder removed at the end
