@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from raysearch.errors import UserError
+from raysearch.errors import UserError, first_line
 from raysearch.files import write_text, write_with
 from raysearch.models import ContrastiveNet, ModelConfig
 
@@ -81,7 +81,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         meta = json.loads(config.read_text())
         state = torch.load(weights, map_location="cpu", weights_only=True)
     except Exception as e:  # torch.load raises many types for what is not a checkpoint (empty: IndexError)
-        first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+        first = first_line(e)
         raise UserError(
             f"{run_dir}: unreadable checkpoint ({first}); expected raysearch's model.pt"
         ) from None

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raysearch.errors import UserError
+from raysearch.errors import UserError, first_line
 from raysearch.metadata import encode_metadata
 from raysearch.vocabulary import CLASSES, LEADS, META_FIELDS, SPLITS
 
@@ -132,7 +132,7 @@ def read_tables(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
         try:
             table = pd.read_csv(path, index_col=index)
         except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, OSError) as e:
-            raise UserError(f"{path}: not a readable csv ({_error_text(e)})") from None
+            raise UserError(f"{path}: not a readable csv ({first_line(e)})") from None
         missing = [c for c in columns if c not in table.columns]
         if missing:
             raise UserError(f"{path}: missing column(s) {', '.join(missing)}; expected PTB-XL's columns")
@@ -172,10 +172,6 @@ def raw_metadata(db: pd.DataFrame) -> np.ndarray:
 # ------------------------------------------------------------------------------------ records
 
 
-def _error_text(e: Exception) -> str:
-    return str(e).splitlines()[0] if str(e) else type(e).__name__
-
-
 def _read_one(root: str, name: str, fs: int):
     """Read one WFDB record with wfdb: (digital (T, 12) int16, gain, baseline) or a problem string.
 
@@ -192,12 +188,12 @@ def _read_one(root: str, name: str, fs: int):
         record = wfdb.rdrecord(path, physical=False, return_res=16)
         error = None
     except Exception as e:  # wfdb raises many types for malformed headers and data
-        record, error = None, _error_text(e)
+        record, error = None, first_line(e)
     if record is None:
         try:
             record = wfdb.rdheader(path)
         except Exception as e:
-            return f"{name}.hea: unreadable header ({_error_text(e)})"
+            return f"{name}.hea: unreadable header ({first_line(e)})"
     got = [str(s).upper() for s in (record.sig_name or [])]
     if got != [n.upper() for n in LEADS]:
         return f"{name}.hea: leads {','.join(got)}, expected {','.join(LEADS)}"

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from raysearch.errors import UserError
+from raysearch.errors import UserError, first_line
 from raysearch.files import write_with
 from raysearch.inference import Model, check_inputs, find_model_dir
 from raysearch.inference import load_model as load_checkpoint_model
@@ -209,7 +209,7 @@ def _torchscript(path: Path):
         with _quiet():  # torch.jit's deprecation notice: TorchScript is what was asked for
             module = torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
     except Exception as e:  # torch.jit raises its own types for what it cannot load
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        reason = first_line(e)
         raise UserError(f"{path}: not a readable TorchScript model ({reason})") from None
     return module, json.loads(extra[INFO_FILE])
 
@@ -227,7 +227,7 @@ def _onnx_session(path: Path, threads: int):
     try:
         session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own types for files that are not ONNX
-        raise UserError(f"{path}: not a readable ONNX model ({str(e).splitlines()[0][:200]})") from None
+        raise UserError(f"{path}: not a readable ONNX model ({first_line(e)})") from None
     props = session.get_modelmeta().custom_metadata_map
     if "raysearch" not in props:
         raise UserError(f"{path}: an ONNX model without raysearch's metadata; expected one it exported")

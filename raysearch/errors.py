@@ -10,3 +10,10 @@ class UserError(Exception):
 
     The message must name the file or value and what was expected.
     """
+
+
+def first_line(error: BaseException, limit: int = 200) -> str:
+    """An exception said in one line (its first, cut to `limit`; its type's name when empty):
+    what a one-line error quotes of a library's own message."""
+    text = str(error).strip()
+    return (text.splitlines() or [type(error).__name__])[0][:limit]

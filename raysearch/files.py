@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from raysearch.errors import UserError
+from raysearch.errors import UserError, first_line
 
 
 class DiskFull(UserError):
@@ -67,7 +67,7 @@ def write_error(path: Path, error: OSError) -> UserError:
     """An OSError of writing `path`, said in one line with what to do."""
     if disk_full(error):
         return DiskFull(f"{path}: the disk is full; free some space (what was written so far is kept)")
-    reason = error.strerror or str(error).splitlines()[0]
+    reason = error.strerror or first_line(error)
     return UserError(f"{path}: cannot be written ({reason}); expected a writable folder")
 
 
@@ -79,6 +79,4 @@ def read_json(path: str | os.PathLike):
     try:
         return json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e:
-        raise UserError(
-            f"{path}: damaged ({str(e).splitlines()[0]}); expected the JSON raysearch wrote"
-        ) from None
+        raise UserError(f"{path}: damaged ({first_line(e)}); expected the JSON raysearch wrote") from None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from raysearch.errors import UserError
+from raysearch.errors import UserError, first_line
 
 MIN_TRIALS = 12  # finished trials below which parameters are not ranked
 
@@ -78,5 +78,5 @@ def what_mattered(storage_file: str | os.PathLike, seed: int = 0) -> dict[str, d
             for s in optuna.get_all_study_summaries(storage)
         }
     except Exception as e:  # SQLAlchemy's and Optuna's errors for a file that is not their database
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        reason = first_line(e)
         raise UserError(f"{path}: not a readable Optuna study database ({reason})") from None

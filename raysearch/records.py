@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raysearch.errors import UserError
+from raysearch.errors import UserError, first_line
 from raysearch.vocabulary import META_FIELDS
 
 # Physical units wfdb headers use, as a factor to mV ("" is WFDB's default unit, mV).
@@ -53,7 +53,7 @@ def read_record(path: str, leads: tuple[str, ...], sampling_rate: int) -> np.nda
     try:
         record = wfdb.rdrecord(name, physical=False, return_res=64)
     except Exception as e:  # wfdb raises many types for malformed headers and data
-        raise RecordError(f"{name}: unreadable WFDB record ({_first_line(e)})") from None
+        raise RecordError(f"{name}: unreadable WFDB record ({first_line(e)})") from None
     names = [str(s).upper() for s in record.sig_name or []]
     missing = [lead for lead in leads if lead.upper() not in names]
     if missing:
@@ -113,10 +113,6 @@ def _resample(x: np.ndarray, fs: float, sampling_rate: int, name: str) -> np.nda
     return resample_poly(x, ratio.numerator, ratio.denominator, axis=1).astype(np.float32)
 
 
-def _first_line(e: Exception) -> str:
-    return (str(e).splitlines() or [type(e).__name__])[0][:200]
-
-
 def read_metadata_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """{record: (age, sex, height, weight)} from a CSV with a `record` column and any of the four
     (case-insensitive; an absent column or an empty cell is missing). Sex: 0/1, M/F, male/female.
@@ -129,7 +125,7 @@ def read_metadata_csv(path: str | os.PathLike) -> dict[str, np.ndarray]:
     except FileNotFoundError:
         raise UserError(f"{path}: no such metadata CSV") from None
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
-        raise UserError(f"{path}: not a readable CSV ({_first_line(e)})") from None
+        raise UserError(f"{path}: not a readable CSV ({first_line(e)})") from None
     columns = {c.strip().lower(): c for c in table.columns}
     present = [f for f in META_FIELDS if f in columns]
     if "record" not in columns or not present:

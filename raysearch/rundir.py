@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from raysearch.data import cache_dir
-from raysearch.errors import UserError
+from raysearch.errors import UserError, first_line
 from raysearch.files import read_json, write_error, write_text
 
 # What --resume needs from a URI RUN_DIR: the progress record, its wall time, the Optuna studies,
@@ -181,7 +181,7 @@ class RunDir:
         try:
             yield
         except OSError as e:
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            reason = first_line(e, 300)
             raise UserError(f"{self.uri}: cannot {what} there ({reason})") from None
 
     def sync(self, direction: str, paths: tuple[str, ...] = RESUME_FILES) -> None:
@@ -235,7 +235,7 @@ class RunDir:
             return pafs.FileSystem.from_uri(self.uri)
         except (pa.ArrowException, OSError) as e:
             raise UserError(
-                f"{self.uri}: {str(e).splitlines()[0]}; expected a filesystem path or a URI pyarrow "
+                f"{self.uri}: {first_line(e)}; expected a filesystem path or a URI pyarrow "
                 f"can open (s3://, gs://, hdfs://, file://)"
             ) from None
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 import yaml
 
-from raysearch.errors import UserError
+from raysearch.errors import UserError, first_line
 from raysearch.train import TRAIN_PRECISIONS, TrainConfig
 from raysearch.vocabulary import LEAD_SUBSETS
 
@@ -161,7 +161,7 @@ def load_space(path: str | Path) -> dict:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{path}: not valid YAML ({first_line(e)})") from None
     _check_keys("", raw, TOP_KEYS, path)
     _check_constants("constants", raw.get("constants", {}), path)
     for stage in ("teacher", "student"):

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from raysearch.batches import CachedEmbeddings, EpochPlan, Signals
-from raysearch.errors import UserError
+from raysearch.errors import UserError, first_line
 from raysearch.models import ContrastiveNet
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (allocator, cuBLAS/cuDNN workspaces)
@@ -191,7 +191,7 @@ class TrainStep:
         except Exception as e:
             if not self.fallback:
                 raise
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            reason = first_line(e)
             print(
                 f"graphs auto: capturing the training step failed ({reason}); this trial continues "
                 f"eagerly (graphs off: same sums, slower)",

@@ -33,7 +33,7 @@ import numpy as np
 
 from raysearch.checkpoint import load_checkpoint
 from raysearch.data import require_answerable
-from raysearch.errors import UserError
+from raysearch.errors import UserError, first_line
 from raysearch.files import write_text, write_with
 from raysearch.importance import what_mattered
 from raysearch.metrics import bootstrap_ci, macro_auc, paired_bootstrap, per_class_auc, seed_welch
@@ -187,7 +187,7 @@ def _load(runs: list[Path], split: str) -> tuple[np.ndarray, np.ndarray, list[np
         try:
             arrays.append(np.load(path))
         except (OSError, ValueError) as e:  # missing, truncated, not an npz
-            reason = "missing" if not path.exists() else f"unreadable ({str(e).splitlines()[0][:120]})"
+            reason = "missing" if not path.exists() else f"unreadable ({first_line(e, 120)})"
             raise UserError(
                 f"{path}: {reason}; expected the predictions raysearch saved beside that run's metrics.json"
             ) from None

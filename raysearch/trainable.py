@@ -21,6 +21,7 @@ from pathlib import Path
 
 import torch
 
+from raysearch.errors import first_line
 from raysearch.train import TrainConfig, compute_teacher_cache, train_stage
 
 STATE_FILE = "state.pt"
@@ -138,7 +139,7 @@ def readable_state(checkpoint) -> dict | None:
     try:
         return load_trial_state(checkpoint)
     except Exception as e:  # torch.load's many errors for a truncated or foreign file
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        reason = first_line(e)
     fs = checkpoint.filesystem or pafs.LocalFileSystem()
     parent, name = os.path.split(checkpoint.path.rstrip("/"))
     found = fs.get_file_info(pafs.FileSelector(parent))

@@ -43,7 +43,7 @@ from ray.tune.logger import TBXLoggerCallback
 from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
-from raysearch.errors import UserError
+from raysearch.errors import UserError, first_line
 from raysearch.files import write_bytes
 from raysearch.vocabulary import HPARAMS
 
@@ -107,7 +107,7 @@ class AshaAwareOptunaSearch(OptunaSearch):
                 os.replace(path, aside)
                 print(f"raysearch: {path} was damaged: set aside as {aside}, written anew", file=sys.stderr)
                 return self._record(trial_id)
-            reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            reason = first_line(e)
             print(
                 f"raysearch: {path}: could not record trial {trial_id} ({reason}); it is kept in the "
                 f"search's state and written at the next trial's end",
@@ -240,7 +240,7 @@ def open_mlflow(tracking_uri: str, experiment: str) -> None:
             if client.get_experiment_by_name(experiment) is None:
                 client.create_experiment(experiment)
     except Exception as e:  # MLflow raises many kinds (MlflowException, OSError, requests' errors)
-        reason = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = first_line(e)
         if "MLFLOW_ALLOW_FILE_STORE" in reason:  # MLflow 3's paragraph, said in one line
             reason = (
                 "MLflow refuses a file store unless MLFLOW_ALLOW_FILE_STORE=true is set; a database "
