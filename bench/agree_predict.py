@@ -20,9 +20,9 @@ import pandas as pd
 import wfdb
 from scipy.signal import resample_poly
 
-from raysearch.data import read_tables
-from raysearch.deploy import export_model
-from raysearch.predict import PredictOptions, run_predict
+from raysearch.data.database import read_tables
+from raysearch.deploy.export import export_model
+from raysearch.deploy.predict import PredictOptions, predict_records
 
 
 def table(result: dict) -> pd.DataFrame:
@@ -38,19 +38,23 @@ def main() -> None:
     a = p.parse_args()
     model, data = Path(a.model), Path(a.data)
 
-    own = run_predict(PredictOptions(model=str(model), data=str(data), folds=a.folds), progress=False)
+    own = predict_records(PredictOptions(model=str(model), data=str(data), folds=a.folds), progress=False)
     saved = np.load(model / "predictions_test.npz")
     by_id = pd.DataFrame(own["rows"]).set_index("ecg_id").loc[saved["ecg_id"], own["classes"]]
     print(f"records: {len(own['rows'])}; of them in predictions_test.npz: {len(saved['ecg_id'])}")
     print(f"1. predict vs predictions_test.npz: {np.abs(by_id.to_numpy() - saved['y_score']).max():.2e}")
 
     fp32 = table(
-        run_predict(PredictOptions(model=str(model), data=str(data), folds=a.folds, precision="fp32"), False)
+        predict_records(
+            PredictOptions(model=str(model), data=str(data), folds=a.folds, precision="fp32"), False
+        )
     )
     with tempfile.TemporaryDirectory() as tmp:
         for fmt, name in (("onnx", "m.onnx"), ("torchscript", "m.pt")):
             file = export_model(model, fmt, Path(tmp) / name)
-            got = table(run_predict(PredictOptions(model=str(file), data=str(data), folds=a.folds), False))
+            got = table(
+                predict_records(PredictOptions(model=str(file), data=str(data), folds=a.folds), False)
+            )
             print(f"2. {fmt} vs PyTorch fp32: {np.abs((got - fp32).to_numpy()).max():.2e}")
         print(f"3. training precision vs fp32: {np.abs((table(own) - fp32).to_numpy()).max():.2e}")
 
@@ -71,7 +75,7 @@ def main() -> None:
         (Path(tmp) / "meta.csv").write_text("\n".join(rows) + "\n")
         got = [
             table(
-                run_predict(
+                predict_records(
                     PredictOptions(model=str(model), records=recs, metadata=str(Path(tmp) / "meta.csv")),
                     False,
                 )

@@ -4,21 +4,21 @@
     python bench/bench_arms.py --engine ray --scale 0.5 --parts after   # Ray, sleeping trials
 
 The search `--leads 2,3,4,6 --trials 64 --teacher-trials 2` over search_spaces/default.yaml,
-built by raysearch's own plans (teacher_plan, arm_plan: each arm's TPE, its ASHA, the default
+built by raysearch's own plans (teacher_search, arm_search: each arm's TPE, its ASHA, the default
 space's epochs), on --slots GPU slots. No trial trains: an epoch lasts what the H100 measured
 (BENCHMARKS.md: 4.4 s per teacher epoch, 5.6 s per student or baseline trial-epoch with 8 trials
 packed on a GPU) and reports a made-up validation AUC that depends on the configuration (so TPE
 and ASHA have something to rank).
 
     before  the teacher stage, then each arm as its own experiment, one after another
-    after   plan.one_experiment: every arm in one experiment, the students once the teacher ended
+    after   plan.combine: every arm in one experiment, the students once the teacher ended
     ideal   the trials' summed time / slots, or the longest trial if that is larger
 
---engine virtual (default) runs the searchers and schedulers themselves (ArmSearcher,
-ArmScheduler, AshaAwareOptunaSearch, ASHAScheduler, FixedSearcher: the objects Tune would drive)
+--engine virtual (default) runs the searchers and schedulers themselves (CombinedSearcher,
+CombinedScheduler, AshaAwareOptunaSearch, ASHAScheduler, FixedSearcher: the objects Tune would drive)
 on a simulated clock: a free slot asks the searcher for a trial, each epoch's result goes to the
 searcher and the scheduler, a stopped or finished trial frees its slot. Exact, in seconds, and
-free of this machine's limits. --engine ray runs the same plans with plan.run_plan on a local Ray
+free of this machine's limits. --engine ray runs the same plans with plan.run_experiment on a local Ray
 with --slots of a custom resource (`gpu_slot`), trials sleeping the epoch times x --scale: Tune's
 own controller, but on a 2-core machine 64 trial processes take minutes to start (Ray starts at
 most one worker per core at a time), which a cluster's nodes do in parallel.
@@ -46,7 +46,7 @@ class SimOptions:
 
 
 class SimSession:
-    """What run_plan needs of a Session: a trainable (here one that sleeps), its slots."""
+    """What run_experiment needs of a Cluster: a trainable (here one that sleeps), its slots."""
 
     def __init__(self, slots: int, scale: float):
         self.options, self.max_concurrent, self.scale = SimOptions(), slots, scale
@@ -69,15 +69,16 @@ class SimSession:
         return tune.with_resources(sim_trial, {"cpu": 0, "gpu_slot": 1})
 
 
-def build(session: SimSession, leads: list[str], trials: int):
-    from raysearch.space import embedding_sizes, load_space
-    from raysearch.tuner import PAPER_SPACE, SearchOptions, arm_plan, default_space_path, teacher_plan
+def build(cluster: SimSession, leads: list[str], trials: int):
+    from raysearch.search.budget import PAPER_SPACE, arm_search, default_space_path, teacher_search
+    from raysearch.search.options import SearchOptions
+    from raysearch.search.space import embedding_sizes, load_space
 
     space = load_space(default_space_path(PAPER_SPACE))
     options = SearchOptions(leads=",".join(leads), trials=trials, teacher_trials=2, seed=0)
-    teacher = teacher_plan(space, embedding_sizes(space, leads), options, session)
+    teacher = teacher_search(space, embedding_sizes(space, leads), options, cluster)
     arms = [
-        arm_plan(space, lead, arm, options, session, None)
+        arm_search(space, lead, arm, options, cluster, None)
         for lead in leads
         for arm in ("student", "baseline")
     ]
@@ -181,16 +182,16 @@ def main() -> None:
 
     import optuna
 
-    from raysearch.arms import ArmSearcher
-    from raysearch.plan import one_experiment
-    from raysearch.tune_ext import AshaAwareOptunaSearch
+    from raysearch.search.combined import CombinedSearcher
+    from raysearch.search.experiment import combine
+    from raysearch.search.ray_compat import AshaAwareOptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     AshaAwareOptunaSearch.keep_studies_in(None)
-    ArmSearcher.hooks = {}  # the teacher hand-over takes no time here
+    CombinedSearcher.hooks = {}  # the teacher hand-over takes no time here
     leads = args.leads.split(",")
     scale = args.scale if args.engine == "ray" else 1.0
-    session = SimSession(args.slots, scale)
+    cluster = SimSession(args.slots, scale)
     out = {
         "command": " ".join(["python", *sys.argv]),
         "date": time.strftime("%Y-%m-%d"),
@@ -221,22 +222,20 @@ def main() -> None:
         out["scale"] = scale
     try:
         for part in args.parts.split(","):
-            teacher, arms = build(session, leads, args.trials)
+            teacher, arms = build(cluster, leads, args.trials)
             after = {p.name: "teacher" for p in arms if p.param_space["pseudo"]}
-            plans = (
-                [one_experiment("trials", [teacher, *arms], after)] if part == "after" else [teacher, *arms]
-            )
+            plans = [combine("trials", [teacher, *arms], after)] if part == "after" else [teacher, *arms]
             wall, durations, per_plan, epochs = 0.0, [], {}, 0
             for plan in plans:
                 if args.engine == "virtual":
                     seconds, mine = run_virtual(plan, args.slots)
                     epochs += mine.epochs
                 else:
-                    from raysearch.plan import run_plan
-                    from raysearch.rundir import RunDir
+                    from raysearch.search.experiment import run_experiment
+                    from raysearch.search.rundir import RunDir
 
                     t0 = time.perf_counter()
-                    results = run_plan(plan, session, RunDir(storage, part), False, "")
+                    results = run_experiment(plan, cluster, RunDir(storage, part), False, "")
                     seconds, mine = time.perf_counter() - t0, trial_seconds(results)
                     epochs += sum(r.metrics.get("training_iteration", 0) for r in results if r.metrics)
                 wall, durations = wall + seconds, durations + mine

@@ -17,9 +17,11 @@ import statistics
 import time
 from dataclasses import replace
 
-from raysearch.sources import DataOptions, open_dataset
-from raysearch.space import load_space, stage_space
-from raysearch.train import TrainConfig, compute_teacher_cache, train_stage
+from raysearch.data.dataset import DataOptions, open_dataset
+from raysearch.search.space import load_space, stage_space
+from raysearch.training.config import TrainConfig
+from raysearch.training.embeddings import embed_training_records
+from raysearch.training.stage import train_stage
 
 
 def middle(dist: dict) -> float:
@@ -80,7 +82,7 @@ def main() -> None:
         }
     )
     t0 = time.perf_counter()
-    cache = compute_teacher_cache(teacher, data, replace(student, teacher_cache=a.positions))
+    cache = embed_training_records(teacher, data, replace(student, teacher_cache=a.positions))
     report["cache_seconds"] = time.perf_counter() - t0
     report["cache_MB"] = cache.embeddings.nbytes / 1e6
     print(f"cache: {report['cache_seconds']:.1f} s, {report['cache_MB']:.0f} MB", flush=True)

@@ -24,7 +24,7 @@ def main() -> None:
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as cache:
         os.environ["RAYSEARCH_CACHE"] = cache
-        from raysearch.data import load_ptbxl
+        from raysearch.data.ptbxl import load_ptbxl
 
         t0 = time.perf_counter()
         ds = load_ptbxl(a.path, progress=False)

@@ -43,9 +43,9 @@ TRAIN_RECORDS, VAL_RECORDS = 17_084, 2_146  # PTB-XL 1.0.1 with a superclass: fo
 
 def random_ptbxl(seed: int = 0):
     """A PTBXL of the real dataset's size and dtypes, random samples (timing/memory only)."""
-    from raysearch.data import PTBXL
-    from raysearch.metadata import META_DIM
-    from raysearch.vocabulary import CLASSES
+    from raysearch.data.metadata import META_DIM
+    from raysearch.data.ptbxl import PTBXL
+    from raysearch.data.schema import CLASSES
 
     n = TRAIN_RECORDS + VAL_RECORDS
     rng = np.random.default_rng(seed)
@@ -75,7 +75,7 @@ def make_subset(root: str, out: str, train: int = 2500, seed: int = 0) -> None:
     file (samples delta-coded along time: about 10 kB per record)."""
     import io
 
-    from raysearch.data import load_ptbxl
+    from raysearch.data.ptbxl import load_ptbxl
 
     data = load_ptbxl(root, progress=False)
     rng = np.random.default_rng(seed)
@@ -93,7 +93,7 @@ def make_subset(root: str, out: str, train: int = 2500, seed: int = 0) -> None:
 def load_subset(path: str):
     import io
 
-    from raysearch.data import PTBXL
+    from raysearch.data.ptbxl import PTBXL
 
     z = np.load(io.BytesIO(lzma.decompress(Path(path).read_bytes())))
     signals = np.cumsum(z["delta"], axis=2, dtype=np.int16)  # int16 wraps back exactly
@@ -105,8 +105,8 @@ def load_subset(path: str):
 
 
 def teacher_blob(cfg):
-    from raysearch.checkpoint import export_net
-    from raysearch.models import ContrastiveNet
+    from raysearch.training.checkpoint import export_net
+    from raysearch.training.models import ContrastiveNet
 
     tcfg = replace(cfg, stage="teacher", leads="12", arch="inception", width=32, depth=6, teacher_cache=0)
     tcfg = tcfg.resolved()
@@ -118,7 +118,9 @@ def one_child(spec: dict) -> dict:
     setup seconds, the time to compute a teacher cache, and the device memory at its peak."""
     import torch
 
-    from raysearch.train import TrainConfig, compute_teacher_cache, train_stage
+    from raysearch.training.config import TrainConfig
+    from raysearch.training.embeddings import embed_training_records
+    from raysearch.training.stage import train_stage
 
     spec = dict(spec)
     trials = spec.pop("_trials", 1)
@@ -135,7 +137,7 @@ def one_child(spec: dict) -> dict:
         cache, cache_seconds = None, None
         if cfg.teacher_cache:
             t0 = time.perf_counter()
-            cache = compute_teacher_cache(teacher, data, trial)
+            cache = embed_training_records(teacher, data, trial)
             cache_seconds = time.perf_counter() - t0
         result = train_stage(
             trial,
@@ -195,9 +197,9 @@ def flops_per_sample(spec: dict) -> float:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from raysearch.checkpoint import import_net
-    from raysearch.models import ContrastiveNet
-    from raysearch.train import TrainConfig
+    from raysearch.training.checkpoint import import_net
+    from raysearch.training.config import TrainConfig
+    from raysearch.training.models import ContrastiveNet
 
     cfg = TrainConfig(**{k: v for k, v in spec.items() if not k.startswith("_")}).resolved()
     length = int(cfg.crop_seconds * 100)
@@ -237,7 +239,8 @@ def real_part(
 ) -> list[dict]:
     """Validation macro-AUC after 3 epochs on the real subset, four seeds, one run per entry of
     `runs` (graphs off / on; ("off", "off", "on") also measures eager against itself)."""
-    from raysearch.train import TrainConfig, train_stage
+    from raysearch.training.config import TrainConfig
+    from raysearch.training.stage import train_stage
 
     data = load_subset(subset)
     rows = []
@@ -291,8 +294,8 @@ def main() -> None:
 
     import torch
 
-    from raysearch.space import load_space
-    from raysearch.train import TrainConfig
+    from raysearch.search.space import load_space
+    from raysearch.training.config import TrainConfig
 
     space = load_space(a.space)
     const = {k: v for k, v in space["constants"].items() if k != "n_boot"}

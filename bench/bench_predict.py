@@ -20,9 +20,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from raysearch.data import raw_metadata, read_tables
-from raysearch.deploy import export_model, load_model
-from raysearch.records import read_record
+from raysearch.data.database import raw_metadata, read_tables
+from raysearch.deploy.export import export_model
+from raysearch.deploy.load import load_model
+from raysearch.deploy.records import read_record
 
 
 def median_seconds(fn, repeats: int) -> float:

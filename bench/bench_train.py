@@ -20,10 +20,12 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from raysearch.checkpoint import load_checkpoint
-from raysearch.models import ContrastiveNet
-from raysearch.sources import DataOptions, open_dataset
-from raysearch.train import TrainConfig, final_metrics, train_stage, write_run
+from raysearch.data.dataset import DataOptions, open_dataset
+from raysearch.training.checkpoint import load_checkpoint
+from raysearch.training.config import TrainConfig
+from raysearch.training.evaluation import final_metrics, write_run
+from raysearch.training.models import ContrastiveNet
+from raysearch.training.stage import train_stage
 
 
 def matmul_gflops(dtype: torch.dtype, n: int = 2048, seconds: float = 3.0) -> float:

@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from raysearch.metrics import paired_bootstrap
+from raysearch.report.statistics import paired_bootstrap
 
 
 def main() -> None:

@@ -1,8 +1,10 @@
 """raysearch: Ray Tune hyperparameter search for contrastive ECG learning with missing leads.
 
-Read top to bottom: vocabulary -> data (PTB-XL reader, cache, metadata encoding, sources) ->
-models -> checkpoint -> train (stages, evaluation) -> trainable (one Ray Tune trial) -> space ->
-plan and search -> report -> api and cli. The Python API (api.py):
+Read top to bottom, one subpackage per concern: data (PTB-XL read, cached, checked) -> training
+(one stage: config, models, batches, step, stage loop, evaluation) -> search (the trainable, the
+space, every arm as one Tune experiment, RUN_DIR, the summary) -> report (Table 1: frozen choices,
+seed runs, statistics) and deploy (a trained model on new ECGs: export, predict) -> api and cli.
+The Python API (api.py):
 
     import raysearch
     summary = raysearch.search(leads="4", trials=8, data="synthetic", space="search_spaces/tiny.yaml")

@@ -1,12 +1,12 @@
 """Command line: `python -m raysearch [search options]`, or a subcommand. The only module that
 knows argparse: each command line becomes an options dataclass once, and the layers below take it.
 
-    python -m raysearch --leads 4 --trials 64          # the search (tuner.py)
-    python -m raysearch data download|synth|info ...   # the data layer (download.py, synth.py, data.py)
-    python -m raysearch train ...                      # one stage without Ray (train.py)
-    python -m raysearch report RUN_DIR --seeds 5       # Table 1: seeds, CIs, paired test (table.py)
-    python -m raysearch export MODEL --format onnx --out m.onnx   # a file for devices (deploy.py)
-    python -m raysearch predict MODEL RECORD ...       # probabilities for WFDB records (predict.py)
+    python -m raysearch --leads 4 --trials 64          # the search (search/run.py)
+    python -m raysearch data download|synth|info ...   # the data (data/download.py, synthetic.py, ptbxl.py)
+    python -m raysearch train ...                      # one stage without Ray (training/standalone.py)
+    python -m raysearch report RUN_DIR --seeds 5       # Table 1: seeds, CIs, paired test (report/run.py)
+    python -m raysearch export MODEL --format onnx --out m.onnx   # a file for devices (deploy/export.py)
+    python -m raysearch predict MODEL RECORD ...       # probabilities for WFDB records (deploy/predict.py)
 
 User errors (UserError) print one line and exit 2, without a traceback.
 """
@@ -98,11 +98,8 @@ def _add_cluster_options(p: argparse.ArgumentParser, default) -> None:
     p.add_argument("--verbose", action="store_true", help="show Ray Tune's own tables and logs")
 
 
-# ------------------------------------------------------------------------------- the search
-
-
 def search_parser() -> argparse.ArgumentParser:
-    from raysearch.tuner import SearchOptions
+    from raysearch.search.options import SearchOptions
 
     d = SearchOptions()
     p = _parser(
@@ -130,7 +127,7 @@ def search_parser() -> argparse.ArgumentParser:
         "--teacher",
         default=d.teacher,
         help="a teacher checkpoint (its folder, or a search's RUN_DIR with one teacher size): "
-        "skip the teacher stage",
+        "skip the teacher search",
     )
     p.add_argument(
         "--teacher-trials", type=int, default=d.teacher_trials, help="teacher trials per embedding size"
@@ -149,18 +146,16 @@ def search_parser() -> argparse.ArgumentParser:
 
 
 def search_main(argv: list[str]) -> int:
-    from raysearch.tuner import SearchOptions, run_search
+    from raysearch.search.options import SearchOptions
+    from raysearch.search.run import run_search
 
     run_search(_options(SearchOptions, search_parser().parse_args(argv)))
     return 0
 
 
-# --------------------------------------------------------------------------------- the data
-
-
 def data_parser() -> argparse.ArgumentParser:
-    from raysearch.download import DEFAULT_VERSION
-    from raysearch.sources import default_data
+    from raysearch.data.dataset import default_data
+    from raysearch.data.download import DEFAULT_VERSION
 
     parser = _parser("raysearch data", "PTB-XL data: download, synth, info")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -197,25 +192,25 @@ def data_parser() -> argparse.ArgumentParser:
 
 
 def data_main(argv: list[str]) -> int:
-    from raysearch.sources import DataOptions
+    from raysearch.data.dataset import DataOptions
 
     args = data_parser().parse_args(argv)
 
     if args.cmd == "download":
-        from raysearch.download import download
+        from raysearch.data.download import download
 
         dest = download(args.dest, args.base_url, args.version, tuple(args.rate or (100,)), args.workers)
         print(f"PTB-XL is complete and verified in {dest}")
     elif args.cmd == "synth":
-        from raysearch.synth import write_synthetic
+        from raysearch.data.synthetic import write_synthetic
 
         if args.records < 20:
             raise UserError(f"--records {args.records}: expected at least 20 (two per fold)")
         dest = write_synthetic(args.dest, args.records, args.seed, progress=True)
         print(f"wrote {args.records} synthetic records to {dest}")
     else:
-        from raysearch.data import summary
-        from raysearch.sources import open_dataset
+        from raysearch.data.dataset import open_dataset
+        from raysearch.data.ptbxl import summary
 
         options = DataOptions(args.path, args.sampling_rate, args.skip_bad_records)
         info = summary(open_dataset(options, progress=not args.json))
@@ -237,13 +232,10 @@ def data_main(argv: list[str]) -> int:
     return 0
 
 
-# -------------------------------------------------------------------------------- one stage
-
-
 def train_parser() -> argparse.ArgumentParser:
-    from raysearch.models import ARCHS
-    from raysearch.train import GRAPHS, TRAIN_PRECISIONS, TrainConfig, TrainOptions
-    from raysearch.vocabulary import SIMS
+    from raysearch.training.config import GRAPHS, SIMS, TRAIN_PRECISIONS, TrainConfig
+    from raysearch.training.models import ARCHS
+    from raysearch.training.standalone import TrainOptions
 
     d, o = TrainConfig(), TrainOptions()
     p = _parser("raysearch train", "Train one stage without Ray: the teacher, a student or the baseline.")
@@ -300,7 +292,8 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def train_main(argv: list[str]) -> int:
-    from raysearch.train import TrainConfig, TrainOptions, train_one
+    from raysearch.training.config import TrainConfig
+    from raysearch.training.standalone import TrainOptions, train_one
 
     a = train_parser().parse_args(argv)
     config_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"stage", "embedding_size"}
@@ -314,11 +307,8 @@ def train_main(argv: list[str]) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------------- the report
-
-
 def report_parser() -> argparse.ArgumentParser:
-    from raysearch.table import ReportOptions
+    from raysearch.report.options import ReportOptions
 
     d = ReportOptions()
     p = _parser("raysearch report", "Table 1 of the paper from a finished search: seeds, CIs, paired test")
@@ -339,8 +329,9 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def report_main(argv: list[str]) -> int:
-    from raysearch.render import markdown
-    from raysearch.table import ReportOptions, run_report
+    from raysearch.report.markdown import markdown
+    from raysearch.report.options import ReportOptions
+    from raysearch.report.run import run_report
 
     options = _options(ReportOptions, report_parser().parse_args(argv))
     report = run_report(options)
@@ -349,11 +340,8 @@ def report_main(argv: list[str]) -> int:
     return 0
 
 
-# ------------------------------------------------------------------------ using the model
-
-
 def export_parser() -> argparse.ArgumentParser:
-    from raysearch.deploy import FORMATS
+    from raysearch.deploy.export import FORMATS
 
     p = _parser(
         "raysearch export",
@@ -371,7 +359,8 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def export_main(argv: list[str]) -> int:
-    from raysearch.deploy import export_model, load_model
+    from raysearch.deploy.export import export_model
+    from raysearch.deploy.load import load_model
 
     a = export_parser().parse_args(argv)
     out = export_model(a.model, a.format, a.out, force=a.force)
@@ -390,8 +379,8 @@ def export_main(argv: list[str]) -> int:
 
 
 def predict_parser() -> argparse.ArgumentParser:
-    from raysearch.predict import PredictOptions
-    from raysearch.train import PRECISIONS
+    from raysearch.deploy.predict import PredictOptions
+    from raysearch.training.config import PRECISIONS
 
     d = PredictOptions()
     p = _parser(
@@ -420,10 +409,10 @@ def predict_parser() -> argparse.ArgumentParser:
 
 
 def predict_main(argv: list[str]) -> int:
-    from raysearch.predict import PredictOptions, run_predict
+    from raysearch.deploy.predict import PredictOptions, predict_records
 
     options = _options(PredictOptions, predict_parser().parse_args(argv))
-    result = run_predict(options)
+    result = predict_records(options)
     rows, classes, errors = result["rows"], result["classes"], result["errors"]
     good = [r for r in rows if "error" not in r]
     shown = good if options.out is None else good[:10]

@@ -4,6 +4,8 @@ The lowest layer: every module may raise it, and the CLI (cli.py) prints its mes
 (plus the listed details, if any) and exits with status 2, without a traceback.
 """
 
+from __future__ import annotations
+
 
 class UserError(Exception):
     """A problem with the user's input (a file, a value, an option).

@@ -1,7 +1,7 @@
 """Shared fixtures and helpers: a real PTB-XL subset, a synthetic set, and running searches.
 
 The real subset is the repository's own fixture (tests/fixtures: 400 real PTB-XL 1.0.1 records,
-CC BY 4.0), extracted once per session; `RAYSEARCH_TEST_PTBXL` may name another copy instead.
+CC BY 4.0), extracted once per test session; `RAYSEARCH_TEST_PTBXL` may name another copy instead.
 Searches run `python -m raysearch` in a subprocess with their own local Ray (RAY_TMPDIR in a
 short temp dir, token auth off), two trials at a time on a 2-core machine.
 """
@@ -57,7 +57,7 @@ def real_ptbxl(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_ptbxl(tmp_path_factory) -> Path:
-    from raysearch.synth import write_synthetic
+    from raysearch.data.synthetic import write_synthetic
 
     return write_synthetic(tmp_path_factory.mktemp("synthetic"), records=500, seed=0)
 
@@ -67,9 +67,11 @@ def trained_models(tmp_path_factory, real_ptbxl) -> dict[str, Path]:
     """Tiny trained model folders on the real subset (write_run's layout, one epoch each), as the
     search leaves them: a teacher, a 2-lead student of it (bf16, overlapping evaluation windows)
     and a 3-lead baseline trained and evaluated on whole records (no windows)."""
-    from raysearch.checkpoint import load_checkpoint
-    from raysearch.data import load_ptbxl
-    from raysearch.train import TrainConfig, final_metrics, train_stage, write_run
+    from raysearch.data.ptbxl import load_ptbxl
+    from raysearch.training.checkpoint import load_checkpoint
+    from raysearch.training.config import TrainConfig
+    from raysearch.training.evaluation import final_metrics, write_run
+    from raysearch.training.stage import train_stage
 
     data = load_ptbxl(real_ptbxl, progress=False)
     root = tmp_path_factory.mktemp("models")

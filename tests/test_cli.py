@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import run_cli
 
-from raysearch.data import load_ptbxl, summary
+from raysearch.data.ptbxl import load_ptbxl, summary
 
 
 def _one_line_error(result, *fragments):
@@ -164,6 +164,6 @@ def test_storage_that_cannot_hold_a_run(capsys, tmp_path, real_ptbxl):
 
 
 def test_a_seed_at_the_top_of_the_range_stays_valid():
-    from raysearch.vocabulary import derived_seed
+    from raysearch.training.config import derived_seed
 
     assert derived_seed(2**32 - 1, 6) == 5 and derived_seed(7, 2) == 9

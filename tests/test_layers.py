@@ -1,5 +1,6 @@
-"""The package's layers: every import points down the reading order, none forms a cycle; argparse
-lives in the CLI alone; private Ray/Optuna names live in tune_ext alone.
+"""The package's layers: subpackages by concern (data < training < search < report; deploy on
+training), every import pointing down the reading order, none forming a cycle; argparse in the
+CLI alone; private Ray/Optuna names in search/ray_compat.py alone.
 
     python tests/test_layers.py      # prints the import graph, one module per line, in layer order
 """
@@ -10,69 +11,113 @@ import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "raysearch"
+# What each subpackage may import besides itself (and the top-level errors and files).
+PACKAGES = {
+    "data": set(),
+    "training": {"data"},
+    "search": {"data", "training"},
+    "report": {"data", "training", "search"},
+    "deploy": {"data", "training"},
+}
 # Bottom to top: a module may import only modules listed before it.
 LAYERS = [
     "errors",
     "files",
-    "vocabulary",
-    "metadata",
-    "data",
-    "synth",
-    "download",
-    "sources",
-    "models",
-    "metrics",
-    "importance",
-    "checkpoint",
-    "batches",
-    "step",
-    "train",
-    "inference",
-    "deploy",
-    "records",
-    "predict",
-    "trainable",
-    "space",
-    "tune_ext",
-    "arms",
-    "rundir",
-    "session",
-    "progress",
-    "plan",
-    "render",
-    "tuner",
-    "table",
+    "data.__init__",
+    "data.schema",
+    "data.metadata",
+    "data.database",
+    "data.cache",
+    "data.ptbxl",
+    "data.synthetic",
+    "data.download",
+    "data.dataset",
+    "training.__init__",
+    "training.models",
+    "training.config",
+    "training.metrics",
+    "training.checkpoint",
+    "training.batches",
+    "training.evaluation",
+    "training.embeddings",
+    "training.optimizer",
+    "training.step",
+    "training.stage",
+    "training.standalone",
+    "search.__init__",
+    "search.tracking",
+    "search.ray_compat",
+    "search.searchers",
+    "search.space",
+    "search.rundir",
+    "search.trainable",
+    "search.cluster",
+    "search.combined",
+    "search.experiment",
+    "search.options",
+    "search.progress",
+    "search.budget",
+    "search.resume",
+    "search.summary",
+    "search.teachers",
+    "search.run",
+    "report.__init__",
+    "report.statistics",
+    "report.importance",
+    "report.freeze",
+    "report.table",
+    "report.reading",
+    "report.markdown",
+    "report.csvfile",
+    "report.plots",
+    "report.options",
+    "report.seeds",
+    "report.run",
+    "deploy.__init__",
+    "deploy.model",
+    "deploy.export",
+    "deploy.exported",
+    "deploy.load",
+    "deploy.records",
+    "deploy.predict",
     "api",
     "cli",
     "__main__",
     "__init__",
 ]
 PRIVATE = re.compile(
-    r"\b(ray\._private|_experiment_analysis|_ot_study|_ot_trials|_completed_trials|_try_log_hparams|_trial_writer|_temp_dir)\b"
+    r"\b(ray\._private|_experiment_analysis|_ot_study|_ot_trials|_completed_trials|_try_log_hparams"
+    r"|_trial_writer|_temp_dir|_trial_runs|_pyarrow_fs_copy_files)\b"
 )
+
+
+def modules() -> dict[str, Path]:
+    return {".".join(p.relative_to(PACKAGE).with_suffix("").parts): p for p in sorted(PACKAGE.rglob("*.py"))}
 
 
 def imports() -> dict[str, set[str]]:
     """module -> the raysearch modules it imports (anywhere in it, functions included)."""
+    known = modules()
     graph = {}
-    for path in sorted(PACKAGE.glob("*.py")):
+    for name, path in known.items():
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("raysearch"):
                 target = node.module.removeprefix("raysearch").lstrip(".")
-                found.update(
-                    [target]
-                    if target
-                    else [a.name for a in node.names if (PACKAGE / f"{a.name}.py").exists()]
-                )
+                for alias in node.names:  # `from raysearch.training import step` names a module
+                    if f"{target}.{alias.name}".lstrip(".") in known:
+                        found.add(f"{target}.{alias.name}".lstrip("."))
+                found.add(target if target in known else f"{target}.__init__")
             elif isinstance(node, ast.Import):
-                found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("raysearch."))
-        graph[path.stem] = found - {path.stem}
+                found.update(
+                    a.name.removeprefix("raysearch.") for a in node.names if a.name.startswith("raysearch.")
+                )
+        graph[name] = {m for m in found if m in known} - {name}
     return graph
 
 
 def test_every_module_has_a_layer():
-    assert set(imports()) == set(LAYERS)
+    assert set(modules()) == set(LAYERS)
 
 
 def test_imports_point_down_only():
@@ -81,13 +126,26 @@ def test_imports_point_down_only():
     assert upward == []  # which also rules out cycles: the layer order is a topological order
 
 
-def test_argparse_only_in_the_cli_and_private_names_only_in_tune_ext():
-    for path in PACKAGE.glob("*.py"):
+def test_subpackages_import_only_the_ones_below():
+    crossing = []
+    for module, targets in imports().items():
+        package = module.split(".")[0]
+        if package not in PACKAGES:
+            continue
+        for target in targets:
+            other = target.split(".")[0]
+            if other in PACKAGES and other != package and other not in PACKAGES[package]:
+                crossing.append((module, target))
+    assert crossing == []
+
+
+def test_argparse_only_in_the_cli_and_private_names_only_in_ray_compat():
+    for name, path in modules().items():
         text = path.read_text()
-        if path.stem != "cli":
-            assert "argparse" not in text, path.name
-        if path.stem != "tune_ext":
-            assert not PRIVATE.search(text), (path.name, PRIVATE.search(text))
+        if name != "cli":
+            assert "argparse" not in text, name
+        if name != "search.ray_compat":
+            assert not PRIVATE.search(text), (name, PRIVATE.search(text))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,275 @@
+"""One stage trained, without Ray: the Ray Tune trainable calls exactly this code.
+
+    teacher = train_stage(TrainConfig(stage="teacher"), data)                       # 12 leads
+    student = train_stage(TrainConfig(stage="student", leads="4", alpha=1.0, sim="cosine"),
+                          data, teacher=teacher.export())                           # pseudo = True
+    base = train_stage(TrainConfig(stage="baseline", leads="4"), data)               # pseudo = False
+
+Student and baseline are one code path: the same network over the chosen leads; the student
+additionally gets the teacher's pseudo-classifier (frozen) and the similarity term (step.py).
+Training follows the PTB-XL benchmark's recipe: random 2.5 s crops, AdamW with a one-cycle (or
+cosine) schedule, bfloat16 autocast optional; the validation fold is evaluated every epoch.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from torch import nn
+
+from raysearch.data.ptbxl import PTBXL
+from raysearch.errors import UserError
+from raysearch.training.batches import Signals, epoch_plan
+from raysearch.training.checkpoint import (
+    StageResult,
+    check_teacher,
+    data_stats,
+    import_net,
+)
+from raysearch.training.config import (
+    TRAIN_PRECISIONS,
+    TrainConfig,
+    crop_length,
+    pick_device,
+    use_graphs,
+)
+from raysearch.training.embeddings import TeacherEmbeddings, check_embeddings, embed_training_records
+from raysearch.training.evaluation import evaluate
+from raysearch.training.models import ContrastiveNet
+from raysearch.training.optimizer import (
+    BETAS,
+    CapturableAdamW,
+    load_optimizer_state,
+    make_optimizer,
+    portable_optimizer_state,
+)
+from raysearch.training.step import TrainStep, kept_step
+
+EpochCallback = Callable[[dict, Callable[[], dict]], "bool | None"]
+
+
+def _frozen(net: nn.Module) -> nn.Module:
+    for p in net.parameters():
+        p.requires_grad_(False)
+    return net
+
+
+def train_stage(
+    cfg: TrainConfig,
+    data: PTBXL,
+    teacher: dict | None = None,
+    on_epoch: EpochCallback | None = None,
+    resume: dict | None = None,
+    progress: bool = False,
+    cache: TeacherEmbeddings | None = None,
+) -> StageResult:
+    """Train one stage. `teacher` (export_net's dict) is required for the student stage; `cache`
+    (`embed_training_records(teacher, ...)`) replaces the teacher's forward when `cfg.teacher_cache`
+    asks for it (computed here if not given).
+
+    After every epoch `on_epoch(metrics, state)` is called; `state()` returns everything needed to
+    resume (model, optimizer, scheduler, epoch, history) for a checkpoint, and a True return stops
+    training. `resume` is such a state: training continues after its epoch, bit-for-bit on a CPU as
+    if it had not stopped (the shuffle and crops of epoch e are seeded by (seed, e)).
+    """
+    t_setup = time.perf_counter()
+    cfg = cfg.resolved()
+    if cfg.precision not in TRAIN_PRECISIONS:
+        raise UserError(
+            f"precision {cfg.precision}: training in fp16 needs loss scaling, which raysearch does not do; "
+            f"expected {' or '.join(TRAIN_PRECISIONS)} (bf16 is as fast on GPUs that have it)"
+        )
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    device = pick_device(cfg.device)
+    if device.type == "cuda":  # this trial's device current (cuda:N), its own memory peak
+        torch.cuda.set_device(device)
+        torch.cuda.reset_peak_memory_stats(device)
+    graphed = use_graphs(cfg, device)
+    torch.manual_seed(cfg.seed)
+    net = ContrastiveNet(cfg.model_config()).to(device)
+    teacher_net = None
+    if cfg.stage == "student":
+        if teacher is None:
+            raise UserError("the student stage needs a teacher checkpoint (--teacher), or use --baseline")
+        check_teacher(teacher, "teacher", cfg.embedding_size)
+        teacher_net = _frozen(import_net(teacher, "teacher").to(device).eval())
+        net.classifier.load_state_dict(teacher_net.classifier.state_dict())
+        _frozen(net.classifier)  # the pseudo-classifier stays the teacher's
+        if cfg.teacher_cache and cache is None:
+            if progress:
+                print(
+                    f"computing the teacher's embeddings at {cfg.teacher_cache} crops per record",
+                    file=sys.stderr,
+                )
+            cache = embed_training_records(teacher, data, cfg)
+        if cfg.teacher_cache:
+            check_embeddings(cache, cfg, data)
+    cache = cache if cfg.stage == "student" and cfg.teacher_cache else None
+    total = data.signals.shape[2]
+    length = crop_length(cfg, data)
+    train_rows = data.split("train")
+    steps_per_epoch = max(1, math.ceil(len(train_rows) / cfg.batch_size))
+
+    step = build_step(cfg, data, device, net, teacher_net, cache, graphed)
+    net, optimizer = step.net, step.optimizer
+    for group in optimizer.param_groups:  # as a fresh optimizer: float lr and betas, no earlier schedule
+        group["lr"], group["betas"] = cfg.lr, BETAS
+        group.pop("initial_lr", None)
+    if cfg.schedule == "onecycle":
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch
+        )
+    else:
+        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * steps_per_epoch)
+    history: list[dict] = []
+    start_epoch = 0
+    load_optimizer_state(optimizer, None)  # a reused step's moments start from zero
+    if resume is not None:
+        net.load_state_dict(resume["model"])
+        load_optimizer_state(optimizer, resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        history = list(resume["history"])
+        start_epoch = int(resume["epoch"]) + 1
+    capturable = isinstance(optimizer, CapturableAdamW)
+    if capturable:
+        optimizer.keep_tensor_hyperparameters()
+    signals = step.signals
+    grid = None if cache is None else cache.grid
+
+    def state(epoch: int) -> dict:
+        return {
+            "model": {k: v.clone() for k, v in net.state_dict().items()},
+            "optimizer": portable_optimizer_state(optimizer),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch,
+            "history": history,
+            "config": asdict(cfg),
+            "model_config": net.cfg.to_dict(),
+            "data": data_stats(data),
+        }
+
+    setup_seconds = None
+    for epoch in range(start_epoch, cfg.epochs):
+        t0 = time.perf_counter()
+        rng = np.random.default_rng([cfg.seed, epoch])
+        torch.manual_seed(cfg.seed * 1000 + epoch)
+        # padded where batches are cut on the device (a GPU), eager or graphed alike (a graph's
+        # shapes are fixed; eager does the same sums, so `graphs` changes the speed only); a CPU's
+        # plan is what it always was
+        pad = signals.resident
+        plan = epoch_plan(train_rows, rng, cfg.batch_size, total, length, grid=grid, pad=pad)
+        net.train()
+        if cfg.stage == "student":
+            net.classifier.eval()  # frozen: no dropout either, it is the teacher's function
+        step.start_epoch(plan)
+        batches = plan.batches()
+        if progress:
+            from tqdm import tqdm
+
+            batches = tqdm(
+                batches,
+                desc=f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}",
+                unit="batch",
+                leave=False,
+                file=sys.stderr,
+            )
+        for first, last in batches:
+            step(first, last)
+            if setup_seconds is None:  # until the first step is done: model, data upload, capture
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                setup_seconds = time.perf_counter() - t_setup
+            scheduler.step()
+            if capturable:
+                optimizer.keep_tensor_hyperparameters()
+        train_loss, bce_loss, sim_loss = step.epoch_means(plan.records)
+        train_seconds = time.perf_counter() - t0
+        val = evaluate(net, signals, "val", cfg)
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": train_loss,
+            "bce_loss": bce_loss,
+            "sim_loss": sim_loss,
+            "val_macro_auc": val["macro_auc"],
+            **{f"val_auc_{c}": a for c, a in val["per_class_auc"].items()},
+            "lr": float(optimizer.param_groups[0]["lr"]),
+            "train_seconds": train_seconds,
+            "epoch_seconds": time.perf_counter() - t0,
+            "samples_per_s": plan.records / train_seconds,
+            "setup_seconds": setup_seconds,
+            "graphs": step.graphed,  # False after a capture that failed under graphs auto
+        }
+        if device.type == "cuda":  # what --gpus-per-trial must leave room for (plus the CUDA context)
+            metrics["gpu_max_allocated_MiB"] = torch.cuda.max_memory_allocated(device) / 2**20
+        history.append(metrics)
+        if progress:
+            print(
+                f"{cfg.stage} epoch {epoch + 1}/{cfg.epochs}: loss {metrics['train_loss']:.4f} "
+                f"val macro-AUC {metrics['val_macro_auc']:.4f} ({metrics['epoch_seconds']:.0f} s, "
+                f"{metrics['samples_per_s']:.0f} samples/s)",
+                file=sys.stderr,
+            )
+        if on_epoch is not None and on_epoch(metrics, lambda e=epoch: state(e)):
+            break
+    # a kept step trains the next trial of this process: the caller gets a copy of its network
+    return StageResult(cfg, copy.deepcopy(net) if step.replay else net, history, device, data_stats(data))
+
+
+def build_step(
+    cfg: TrainConfig,
+    data: PTBXL,
+    device: torch.device,
+    net: ContrastiveNet,
+    teacher_net: ContrastiveNet | None,
+    cache: TeacherEmbeddings | None,
+    graphed: bool,
+) -> TrainStep:
+    """The stage's TrainStep. Graphed, the process's last captured step is reused when everything
+    its graph bakes in matches (shapes, settings the kernels take as constants, the networks'
+    architectures): this trial's fresh weights, teacher, cached embeddings, data and alpha are
+    copied into the tensors the graph reads, so it is not captured again (Ray Tune's reused actors
+    run trial after trial)."""
+    teacher_net = None if cache is not None else teacher_net  # the cache replaces its forward
+    length = crop_length(cfg, data)
+    key = None
+    if graphed:
+        key = (str(device), cfg.stage, cfg.leads, cfg.batch_size, length, cfg.precision, cfg.sim)
+        key += (cfg.weight_decay, repr(net.cfg), None if teacher_net is None else repr(teacher_net.cfg))
+        key += (data.signals.shape, data.meta.shape)
+        if cache is not None:
+            key += (cache.embeddings.shape, cache.dtype, int(cache.rows.max()) + 1)
+    step = kept_step(key) if graphed else None
+    if step is not None:
+        with torch.no_grad():
+            step.net.load_state_dict(net.state_dict())
+            if step.teacher is not None:
+                step.teacher.load_state_dict(teacher_net.state_dict())
+            if step.cache is not None:
+                step.cache.load(cache)
+            step.signals.load(data)
+            step.alpha.fill_(cfg.alpha)
+        return step
+    params = [p for p in net.parameters() if p.requires_grad]
+    return TrainStep(
+        net,
+        make_optimizer(params, cfg.lr, cfg.weight_decay, graphed),
+        Signals(data, device, resident=True if graphed else None),  # a graph reads device tensors
+        cfg.lead_indices,
+        length,
+        cfg.precision,
+        cfg.sim,
+        cfg.alpha,
+        teacher=teacher_net,
+        cache=None if cache is None else cache.on(device),
+        graphed=graphed,
+        fallback=cfg.graphs == "auto",
+        reuse_key=key,
+    )
