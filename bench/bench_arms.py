@@ -70,9 +70,9 @@ class SimSession:
 
 
 def build(cluster: SimSession, leads: list[str], trials: int):
-    from raysearch.search.budget import PAPER_SPACE, arm_search, default_space_path, teacher_search
-    from raysearch.search.options import SearchOptions
-    from raysearch.search.space import embedding_sizes, load_space
+    from raysearch.searching.budget import PAPER_SPACE, arm_search, default_space_path, teacher_search
+    from raysearch.searching.options import SearchOptions
+    from raysearch.searching.space import embedding_sizes, load_space
 
     space = load_space(default_space_path(PAPER_SPACE))
     options = SearchOptions(leads=",".join(leads), trials=trials, teacher_trials=2, seed=0)
@@ -182,9 +182,9 @@ def main() -> None:
 
     import optuna
 
-    from raysearch.search.combined import CombinedSearcher
-    from raysearch.search.experiment import combine
-    from raysearch.search.ray_compat import AshaAwareOptunaSearch
+    from raysearch.searching.combined import CombinedSearcher
+    from raysearch.searching.experiment import combine
+    from raysearch.searching.ray_compat import AshaAwareOptunaSearch
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     AshaAwareOptunaSearch.keep_studies_in(None)
@@ -231,8 +231,8 @@ def main() -> None:
                     seconds, mine = run_virtual(plan, args.slots)
                     epochs += mine.epochs
                 else:
-                    from raysearch.search.experiment import run_experiment
-                    from raysearch.search.rundir import RunDir
+                    from raysearch.searching.experiment import run_experiment
+                    from raysearch.searching.rundir import RunDir
 
                     t0 = time.perf_counter()
                     results = run_experiment(plan, cluster, RunDir(storage, part), False, "")

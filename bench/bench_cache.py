@@ -18,7 +18,7 @@ import time
 from dataclasses import replace
 
 from raysearch.data.dataset import DataOptions, open_dataset
-from raysearch.search.space import load_space, stage_space
+from raysearch.searching.space import load_space, stage_space
 from raysearch.training.config import TrainConfig
 from raysearch.training.embeddings import embed_training_records
 from raysearch.training.stage import train_stage

@@ -104,7 +104,7 @@ def load_subset(path: str):
 # ---------------------------------------------------------------------------------- a child
 
 
-def teacher_blob(cfg):
+def saved_teacher(cfg):
     from raysearch.training.checkpoint import export_net
     from raysearch.training.models import ContrastiveNet
 
@@ -127,7 +127,7 @@ def one_child(spec: dict) -> dict:
     cfg = TrainConfig(**spec).resolved()
     data = random_ptbxl(cfg.seed)
     # a random teacher costs what a real one does
-    teacher = teacher_blob(cfg) if cfg.stage == "student" else None
+    teacher = saved_teacher(cfg) if cfg.stage == "student" else None
     torch.cuda.init()
     free0, total = torch.cuda.mem_get_info()
     peak_used = [total - free0]
@@ -210,7 +210,7 @@ def flops_per_sample(spec: dict) -> float:
         logits.sum().backward()
         if cfg.stage == "student" and not cfg.teacher_cache:
             with torch.no_grad():
-                import_net(teacher_blob(cfg), "teacher").eval().embed(torch.randn(8, 12, length), meta)
+                import_net(saved_teacher(cfg), "teacher").eval().embed(torch.randn(8, 12, length), meta)
     return counter.get_total_flops() / 8
 
 
@@ -294,7 +294,7 @@ def main() -> None:
 
     import torch
 
-    from raysearch.search.space import load_space
+    from raysearch.searching.space import load_space
     from raysearch.training.config import TrainConfig
 
     space = load_space(a.space)

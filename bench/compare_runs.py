@@ -12,7 +12,7 @@ import json
 
 import numpy as np
 
-from raysearch.report.statistics import paired_bootstrap
+from raysearch.reporting.statistics import paired_bootstrap
 
 
 def main() -> None:

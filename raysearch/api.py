@@ -7,7 +7,7 @@
     probabilities = model.predict(signals, metadata)   # (n, 5): NORM, MI, STTC, CD, HYP
 
 The keyword arguments are the command line's options with underscores (`gpus_per_trial=0.25`,
-`no_baseline=True`); see SearchOptions (search/options.py) and ReportOptions (report/options.py).
+`no_baseline=True`); see SearchOptions (searching/options.py) and ReportOptions (reporting/options.py).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from __future__ import annotations
 import os
 
 from raysearch.deploy.load import load_model as _load_model
-from raysearch.report.options import ReportOptions
-from raysearch.report.run import run_report
-from raysearch.search.options import SearchOptions
-from raysearch.search.run import run_search
+from raysearch.reporting.options import ReportOptions
+from raysearch.reporting.run import run_report
+from raysearch.searching.options import SearchOptions
+from raysearch.searching.run import run_search
 
 
 def search(**options) -> dict:

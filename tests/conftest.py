@@ -104,6 +104,29 @@ def run_cli(*args: str, env: dict | None = None, cwd: Path | None = None) -> sub
     )
 
 
+def run_main(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """`raysearch ARGS` in this process (cli.main), read like run_cli's result: its exit status and
+    what it printed. For what fails or finishes before Ray starts: the fast tier's CLI tests."""
+    import contextlib
+    import io
+    from unittest import mock
+
+    from raysearch.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with (
+        mock.patch.dict(os.environ, env or {}),
+        contextlib.chdir(cwd or Path.cwd()),
+        contextlib.redirect_stdout(out),
+        contextlib.redirect_stderr(err),
+    ):
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's own errors and --help
+            code = e.code if isinstance(e.code, int) else 2
+    return subprocess.CompletedProcess(["raysearch", *args], code, out.getvalue(), err.getvalue())
+
+
 # ------------------------------------------------------------------------------ searches
 
 MICRO = """

@@ -29,6 +29,7 @@ def test_package_import_is_light_and_names_the_api():
         raysearch.nothing  # noqa: B018
 
 
+@pytest.mark.slow
 def test_readme_example_runs(tmp_path, monkeypatch, synthetic_ptbxl):
     monkeypatch.chdir(tmp_path)
     ray_tmp = tempfile.mkdtemp(prefix="rsa", dir="/tmp")  # short: Ray's socket paths have a limit

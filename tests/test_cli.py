@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_main
 
 from raysearch.data.ptbxl import load_ptbxl, summary
 
@@ -21,7 +21,7 @@ def _one_line_error(result, *fragments):
 
 
 def test_data_info_json(real_ptbxl):
-    result = run_cli("data", "info", str(real_ptbxl), "--json")
+    result = run_main("data", "info", str(real_ptbxl), "--json")
     assert result.returncode == 0, result.stderr
     info = json.loads(result.stdout)
     assert info == summary(load_ptbxl(real_ptbxl, progress=False))
@@ -31,35 +31,35 @@ def test_data_info_json(real_ptbxl):
 
 
 def test_data_info_human(real_ptbxl):
-    result = run_cli("data", "info", str(real_ptbxl))
+    result = run_main("data", "info", str(real_ptbxl))
     assert result.returncode == 0 and "records with a diagnostic superclass" in result.stdout
 
 
 def test_synth_command_and_synthetic_data_option(tmp_path):
-    result = run_cli("data", "synth", str(tmp_path / "syn"), "--records", "40")
+    result = run_main("data", "synth", str(tmp_path / "syn"), "--records", "40")
     assert result.returncode == 0, result.stderr
-    info = json.loads(run_cli("data", "info", str(tmp_path / "syn"), "--json").stdout)
+    info = json.loads(run_main("data", "info", str(tmp_path / "syn"), "--json").stdout)
     assert info["records"] + info["dropped"] == 40
 
 
 def test_bad_inputs_are_one_line_errors(real_ptbxl, tmp_path):
-    _one_line_error(run_cli("data", "info", str(tmp_path)), "ptbxl_database.csv: missing")
-    _one_line_error(run_cli("data", "info", str(tmp_path / "nope")), "not a directory")
+    _one_line_error(run_main("data", "info", str(tmp_path)), "ptbxl_database.csv: missing")
+    _one_line_error(run_main("data", "info", str(tmp_path / "nope")), "not a directory")
     root = tmp_path / "broken"
     shutil.copytree(real_ptbxl, root)
     (root / "ptbxl_database.csv").write_text(
         (root / "ptbxl_database.csv").read_text().replace("scp_codes", "codes")
     )
-    _one_line_error(run_cli("data", "info", str(root)), "missing column(s) scp_codes")
+    _one_line_error(run_main("data", "info", str(root)), "missing column(s) scp_codes")
     _one_line_error(
-        run_cli(
+        run_main(
             "train", "--data", str(real_ptbxl), "--leads", "I,V9", "--baseline", "--out", str(tmp_path / "r")
         ),
         "unknown lead V9",
     )
     if not torch.cuda.is_available():
         _one_line_error(
-            run_cli(
+            run_main(
                 "train",
                 "--data",
                 str(real_ptbxl),
@@ -78,10 +78,10 @@ def test_bad_records_exit_nonzero_and_skip(real_ptbxl, tmp_path):
     shutil.copytree(real_ptbxl, root)
     dat = root / "records100" / "00000" / "00001_lr.dat"
     dat.write_bytes(dat.read_bytes()[:100])
-    result = run_cli("data", "info", str(root))
+    result = run_main("data", "info", str(root))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "00001_lr.dat: 100 bytes, expected 24000 (truncated)" in result.stderr
-    result = run_cli("data", "info", str(root), "--skip-bad-records")
+    result = run_main("data", "info", str(root), "--skip-bad-records")
     assert result.returncode == 0 and "1 bad skipped" in result.stdout
 
 
@@ -98,15 +98,15 @@ def _actions(parser):
 
 
 def test_every_option_says_what_it_does_and_help_shows_defaults():
-    from raysearch import cli
+    from raysearch.cli import model, search, stage
 
     parsers = [
-        cli.search_parser(),
-        cli.data_parser(),
-        cli.train_parser(),
-        cli.report_parser(),
-        cli.export_parser(),
-        cli.predict_parser(),
+        search.search_parser(),
+        stage.data_parser(),
+        stage.train_parser(),
+        search.report_parser(),
+        model.export_parser(),
+        model.predict_parser(),
     ]
     seen = 0
     for parser in parsers:
@@ -114,7 +114,7 @@ def test_every_option_says_what_it_does_and_help_shows_defaults():
             seen += 1
             assert action.help and len(action.help) > 8, (prog, action.dest)
     assert seen > 60
-    text = run_cli("--help").stdout
+    text = run_main("--help").stdout
     assert "(default: 16)" in text and "(default: ptb-xl)" in text and "--verbose" in text
 
 

@@ -82,6 +82,7 @@ def cluster():
     os.environ.pop("RAY_TMPDIR", None)
 
 
+@pytest.mark.slow
 def test_multi_node_search_spreads_and_survives_a_lost_node(cluster, tmp_path, synthetic_ptbxl):
     c, workers, ray_tmp = cluster
     space = tmp_path / "micro.yaml"
@@ -147,6 +148,7 @@ def _can_mount_privately() -> bool:
         shutil.rmtree(probe, ignore_errors=True)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _can_mount_privately(), reason="needs unshare -m and mount (root)")
 def test_node_local_storage_is_refused_on_several_nodes(tmp_path, synthetic_ptbxl):
     """A worker node that cannot see --storage (here: its own mount namespace hides the folder
@@ -208,6 +210,7 @@ def test_node_local_storage_is_refused_on_several_nodes(tmp_path, synthetic_ptbx
         os.environ.pop("RAY_TMPDIR", None)
 
 
+@pytest.mark.slow
 def test_the_onprem_script_writes_a_valid_cluster_file_and_starts_nothing():
     """bench/rayup_local.sh's dry parts: the copy of cluster-onprem.yaml that `ray up` reads there
     (addresses, key and workers changed, nothing else) passes Ray's own checks. The real run needs

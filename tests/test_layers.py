@@ -1,6 +1,6 @@
-"""The package's layers: subpackages by concern (data < training < search < report; deploy on
+"""The package's layers: subpackages by concern (data < training < searching < reporting; deploy on
 training), every import pointing down the reading order, none forming a cycle; argparse in the
-CLI alone; private Ray/Optuna names in search/ray_compat.py alone.
+CLI package alone; private Ray/Optuna names in searching/ray_compat.py alone.
 
     python tests/test_layers.py      # prints the import graph, one module per line, in layer order
 """
@@ -15,8 +15,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "raysearch"
 PACKAGES = {
     "data": set(),
     "training": {"data"},
-    "search": {"data", "training"},
-    "report": {"data", "training", "search"},
+    "searching": {"data", "training"},
+    "reporting": {"data", "training", "searching"},
     "deploy": {"data", "training"},
 }
 # Bottom to top: a module may import only modules listed before it.
@@ -44,35 +44,36 @@ LAYERS = [
     "training.step",
     "training.stage",
     "training.standalone",
-    "search.__init__",
-    "search.tracking",
-    "search.ray_compat",
-    "search.searchers",
-    "search.space",
-    "search.rundir",
-    "search.trainable",
-    "search.cluster",
-    "search.combined",
-    "search.experiment",
-    "search.options",
-    "search.progress",
-    "search.budget",
-    "search.resume",
-    "search.summary",
-    "search.teachers",
-    "search.run",
-    "report.__init__",
-    "report.statistics",
-    "report.importance",
-    "report.freeze",
-    "report.table",
-    "report.reading",
-    "report.markdown",
-    "report.csvfile",
-    "report.plots",
-    "report.options",
-    "report.seeds",
-    "report.run",
+    "searching.__init__",
+    "searching.tracking",
+    "searching.ray_compat",
+    "searching.searchers",
+    "searching.space",
+    "searching.rundir",
+    "searching.trainable",
+    "searching.cluster",
+    "searching.combined",
+    "searching.experiment",
+    "searching.options",
+    "searching.progress",
+    "searching.budget",
+    "searching.resume",
+    "searching.summary",
+    "searching.teachers",
+    "searching.run",
+    "reporting.__init__",
+    "reporting.statistics",
+    "reporting.importance",
+    "reporting.freeze",
+    "reporting.figures",
+    "reporting.table",
+    "reporting.reading",
+    "reporting.markdown",
+    "reporting.csvfile",
+    "reporting.plots",
+    "reporting.options",
+    "reporting.seeds",
+    "reporting.run",
     "deploy.__init__",
     "deploy.model",
     "deploy.export",
@@ -81,7 +82,11 @@ LAYERS = [
     "deploy.records",
     "deploy.predict",
     "api",
-    "cli",
+    "cli.options",
+    "cli.search",
+    "cli.stage",
+    "cli.model",
+    "cli.__init__",
     "__main__",
     "__init__",
 ]
@@ -142,9 +147,9 @@ def test_subpackages_import_only_the_ones_below():
 def test_argparse_only_in_the_cli_and_private_names_only_in_ray_compat():
     for name, path in modules().items():
         text = path.read_text()
-        if name != "cli":
+        if name.split(".")[0] != "cli":
             assert "argparse" not in text, name
-        if name != "search.ray_compat":
+        if name != "searching.ray_compat":
             assert not PRIVATE.search(text), (name, PRIVATE.search(text))
 
 

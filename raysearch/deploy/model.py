@@ -24,7 +24,7 @@ import torch
 from raysearch.data.metadata import encode_metadata
 from raysearch.data.schema import CLASSES, LEADS, META_FIELDS
 from raysearch.errors import UserError
-from raysearch.training.checkpoint import import_net, load_checkpoint
+from raysearch.training.checkpoint import SavedNetwork, import_net, load_checkpoint
 from raysearch.training.config import PRECISIONS, TrainConfig, pick_device, window_geometry, window_size
 from raysearch.training.evaluation import window_probabilities
 
@@ -84,27 +84,29 @@ def check_inputs(signals, metadata, leads: tuple[str, ...], window: int, samplin
 class FolderModel:
     """One trained network (teacher, student or baseline) with what it needs to read new ECGs."""
 
-    def __init__(self, blob: dict, source: str = "checkpoint", device: str = "cpu", precision: str = ""):
-        if not blob.get("data"):
+    def __init__(
+        self, saved: SavedNetwork, source: str = "checkpoint", device: str = "cpu", precision: str = ""
+    ):
+        if not saved.data:
             raise UserError(
                 f"{source}: no standardization statistics in config.json; expected a checkpoint that "
                 f"records its training data's mean and std"
             )
         if precision and precision not in PRECISIONS:
             raise UserError(f"precision {precision!r}: expected one of {', '.join(PRECISIONS)}")
-        self.config = TrainConfig(**blob["config"]).resolved()
+        self.config = TrainConfig(**saved.config).resolved()
         if precision:
             self.config = replace(self.config, precision=precision)
         self.device = pick_device(device)
-        self.net = import_net(blob, source).to(self.device).eval()
+        self.net = import_net(saved, source).to(self.device).eval()
         self.leads = tuple(LEADS[i] for i in self.config.lead_indices)
-        self.sampling_rate = int(blob["data"]["sampling_rate"])
+        self.sampling_rate = int(saved.data["sampling_rate"])
         idx = list(self.config.lead_indices)
-        self.mean = np.asarray(blob["data"]["mean"], dtype=np.float32)[idx]
-        self.std = np.asarray(blob["data"]["std"], dtype=np.float32)[idx]
+        self.mean = np.asarray(saved.data["mean"], dtype=np.float32)[idx]
+        self.std = np.asarray(saved.data["std"], dtype=np.float32)[idx]
         self.classes = CLASSES
         self.window, self.stride = window_size(self.config, self.sampling_rate)
-        self.scores = dict(blob.get("scores") or {})
+        self.scores = dict(saved.scores)
 
     @property
     def info(self) -> dict:
@@ -146,9 +148,9 @@ def open_folder(path: str | os.PathLike, device: str = "cpu", precision: str = "
     """The model saved in a RUN_DIR (model.pt + config.json), e.g. RUN_DIR/best/student-4, or a
     search's RUN_DIR holding one model. `precision` overrides the training precision."""
     model_dir = find_model_dir(path)
-    blob = load_checkpoint(model_dir)
+    saved = load_checkpoint(model_dir)
     metrics = model_dir / "metrics.json"
     if metrics.is_file():  # written beside every evaluated model; its scores travel with exports
         scores = json.loads(metrics.read_text())
-        blob["scores"] = {k: scores.get(k) for k in ("val_macro_auc", "test_macro_auc")}
-    return FolderModel(blob, str(model_dir), device, precision)
+        saved.scores = {k: scores.get(k) for k in ("val_macro_auc", "test_macro_auc")}
+    return FolderModel(saved, str(model_dir), device, precision)

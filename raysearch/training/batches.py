@@ -27,6 +27,15 @@ class Signals:
     float32 operations, same order).
     """
 
+    # on the device (resident: all of them; else only mean and std), filled by `load`
+    signals: torch.Tensor
+    baseline: torch.Tensor
+    gain: torch.Tensor
+    meta: torch.Tensor
+    labels: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, data: PTBXL, device: torch.device, resident: bool | None = None):
         self.device = device
         self.resident = device.type == "cuda" if resident is None else resident
@@ -81,16 +90,16 @@ class Signals:
             r = torch.from_numpy(np.asarray(rows)).to(self.device)
             s = None if starts is None else torch.from_numpy(np.asarray(starts)).to(self.device)
             return self.crop(r, tuple(leads), s, length)
-        leads = list(leads)
-        x = self.data.signals[rows][:, leads]
+        picked = list(leads)
+        x = self.data.signals[rows][:, picked]
         if starts is not None:
             idx = starts[:, None] + np.arange(length)[None, :]
             x = np.take_along_axis(x, idx[:, None, :], axis=2)
         x = torch.from_numpy(x.astype(np.float32)).to(self.device)
-        base = torch.from_numpy(self.data.baseline[rows][:, leads, None]).to(self.device)
-        gain = torch.from_numpy(self.data.gain[rows][:, leads, None]).to(self.device)
+        base = torch.from_numpy(self.data.baseline[rows][:, picked, None]).to(self.device)
+        gain = torch.from_numpy(self.data.gain[rows][:, picked, None]).to(self.device)
         x = (x - base) / gain
-        return (x - self.mean[leads][None, :, None]) / self.std[leads][None, :, None]
+        return (x - self.mean[picked][None, :, None]) / self.std[picked][None, :, None]
 
 
 def crop_grid(total: int, length: int, positions: int) -> np.ndarray:

@@ -1,12 +1,12 @@
 """A trained network as plain data, and its files (model.pt + config.json).
 
-    blob = export_net(net, cfg, data)          # {'config', 'model_config', 'data', 'model'}
-    save_checkpoint("runs/teacher", blob)      # model.pt (weights only) + config.json
-    blob = load_checkpoint("runs/teacher")     # a UserError for anything that is not ours
-    net = import_net(blob)
+    saved = export_net(net, cfg, data)         # SavedNetwork: config, model_config, data, weights
+    save_checkpoint("runs/teacher", saved)     # model.pt (weights only) + config.json
+    saved = load_checkpoint("runs/teacher")    # a UserError for anything that is not ours
+    net = import_net(saved)
 
 `data` records what a network needs to read new ECGs the way it was trained: the sampling rate
-and the training folds' per-lead mean and std (mV). The same dict is what Ray's object store
+and the training folds' per-lead mean and std (mV). The same record is what Ray's object store
 holds for a teacher. StageResult is a finished stage: its network, configuration and history.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -34,22 +34,39 @@ def data_stats(data) -> dict:
     }
 
 
-def export_net(net: ContrastiveNet, cfg, data=None) -> dict:
+@dataclass
+class SavedNetwork:
+    """A trained network as plain data: what a model folder holds, what Ray's object store holds
+    for a teacher, what a trial's checkpoint gives back."""
+
+    config: dict  # its TrainConfig, as a dict
+    model_config: dict  # models.ModelConfig, as a dict
+    data: dict | None  # data_stats of its training data: what it needs to read new records
+    weights: dict  # the state dict
+    history: list = field(default_factory=list)  # per-epoch metrics, when known
+    scores: dict = field(default_factory=dict)  # val/test macro-AUC (metrics.json), carried by exports
+
+    @property
+    def embedding_size(self) -> int:
+        return int(self.model_config["embedding_size"])
+
+
+def export_net(net: ContrastiveNet, cfg, data=None) -> SavedNetwork:
     """A network as plain data: its TrainConfig (a dataclass), model config, data stats, weights."""
-    return {
-        "config": asdict(cfg),
-        "model_config": net.cfg.to_dict(),
-        "data": data_stats(data) if data is not None else None,
-        "model": {k: v.detach().cpu() for k, v in net.state_dict().items()},
-    }
+    return SavedNetwork(
+        config=asdict(cfg),
+        model_config=net.cfg.to_dict(),
+        data=data_stats(data) if data is not None else None,
+        weights={k: v.detach().cpu() for k, v in net.state_dict().items()},
+    )
 
 
-def import_net(blob: dict, source: str = "checkpoint") -> ContrastiveNet:
-    """Rebuild a network from `export_net`'s dict; a mismatch of weights and config is a UserError."""
-    cfg = ModelConfig.from_dict(blob["model_config"])
+def import_net(saved: SavedNetwork, source: str = "checkpoint") -> ContrastiveNet:
+    """Rebuild a network from a SavedNetwork; a mismatch of weights and config is a UserError."""
+    cfg = ModelConfig.from_dict(saved.model_config)
     try:
         net = ContrastiveNet(cfg)
-        net.load_state_dict(blob["model"])
+        net.load_state_dict(saved.weights)
     except (RuntimeError, ValueError) as e:
         first = str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else str(e)
         raise UserError(
@@ -59,18 +76,18 @@ def import_net(blob: dict, source: str = "checkpoint") -> ContrastiveNet:
     return net
 
 
-def save_checkpoint(run_dir: str | os.PathLike, blob: dict) -> Path:
+def save_checkpoint(run_dir: str | os.PathLike, saved: SavedNetwork) -> Path:
     """Write `model.pt` (the state dict) and `config.json` (stage, model config, data stats)."""
     run_dir = Path(run_dir)
-    write_with(run_dir / "model.pt", lambda tmp: torch.save(blob["model"], tmp))
-    meta = {"config": blob["config"], "model_config": blob["model_config"]}
-    if blob.get("data") is not None:
-        meta["data"] = blob["data"]
+    write_with(run_dir / "model.pt", lambda tmp: torch.save(saved.weights, tmp))
+    meta = {"config": saved.config, "model_config": saved.model_config}
+    if saved.data is not None:
+        meta["data"] = saved.data
     write_text(run_dir / "config.json", json.dumps(meta, indent=1))
     return run_dir / "model.pt"
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict:
+def load_checkpoint(path: str | os.PathLike) -> SavedNetwork:
     """Read a checkpoint written by `save_checkpoint` (a run dir or its model.pt), weights_only."""
     path = Path(path)
     run_dir = path if path.is_dir() else path.parent
@@ -88,15 +105,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
         ) from None
     if not isinstance(meta, dict) or "model_config" not in meta or not isinstance(state, dict):
         raise UserError(f"{config}: not a raysearch checkpoint config")
-    return {
-        "config": meta["config"],
-        "model_config": meta["model_config"],
-        "data": meta.get("data"),
-        "model": state,
-    }
+    return SavedNetwork(meta["config"], meta["model_config"], meta.get("data"), state)
 
 
-def load_teacher(path: str | os.PathLike) -> dict:
+def load_teacher(path: str | os.PathLike) -> SavedNetwork:
     """`--teacher PATH`: a checkpoint, or a search's RUN_DIR whose teachers/ holds one embedding
     size (with several, the error names them: each is its own checkpoint, teachers/SIZE)."""
     path = Path(path)
@@ -112,17 +124,17 @@ def load_teacher(path: str | os.PathLike) -> dict:
     return load_checkpoint(path)
 
 
-def check_teacher(blob: dict, source: str, embedding_size: int | None = None) -> None:
+def check_teacher(teacher: SavedNetwork, source: str, embedding_size: int | None = None) -> None:
     """A student's teacher must be a 12-lead teacher (with the student's embedding size, if given)."""
-    tcfg = blob["config"]
-    if tcfg.get("stage") != "teacher" or blob["model_config"]["n_leads"] != 12:
+    tcfg = teacher.config
+    if tcfg.get("stage") != "teacher" or teacher.model_config["n_leads"] != 12:
         raise UserError(
             f"{source}: a {tcfg.get('stage')} on leads {tcfg.get('leads')}; "
             f"expected a 12-lead teacher checkpoint"
         )
-    if embedding_size is not None and blob["model_config"]["embedding_size"] != embedding_size:
+    if embedding_size is not None and teacher.embedding_size != embedding_size:
         raise UserError(
-            f"{source}: embedding size {blob['model_config']['embedding_size']}, but the student "
+            f"{source}: embedding size {teacher.embedding_size}, but the student "
             f"asks for {embedding_size}; expected the same size (or omit --embedding-size)"
         )
 
@@ -137,5 +149,5 @@ class StageResult:
     device: torch.device
     data: dict | None = None  # checkpoint.data_stats of the training data
 
-    def export(self) -> dict:
-        return {**export_net(self.net, self.cfg), "data": self.data}
+    def export(self) -> SavedNetwork:
+        return replace(export_net(self.net, self.cfg), data=self.data, history=list(self.history))

@@ -17,6 +17,7 @@ from raysearch.data.ptbxl import PTBXL
 from raysearch.errors import UserError
 from raysearch.training.batches import Signals, crop_grid
 from raysearch.training.checkpoint import (
+    SavedNetwork,
     import_net,
 )
 from raysearch.training.config import TrainConfig, autocast, crop_length, pick_device
@@ -43,7 +44,7 @@ class DeviceEmbeddings:
     """A TeacherEmbeddings on the training device: `lookup(rows, positions)` -> (b, E) float32."""
 
     def __init__(self, cache: TeacherEmbeddings, device: torch.device):
-        self.device = device
+        self.device, self.grid = device, cache.grid
         self.embeddings, self.index = self._tensors(cache)
 
     def _tensors(self, cache: TeacherEmbeddings) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,6 +59,7 @@ class DeviceEmbeddings:
     def load(self, cache: TeacherEmbeddings) -> None:
         """Read `cache` from now on, copied into the tensors a captured graph holds (same shapes)."""
         embeddings, index = self._tensors(cache)
+        self.grid = cache.grid
         self.embeddings.copy_(embeddings)
         self.index.copy_(index)
 
@@ -74,7 +76,7 @@ def teacher_source(cfg: TrainConfig) -> str:
 
 @torch.no_grad()
 def embed_training_records(
-    teacher: dict, data: PTBXL, cfg: TrainConfig, batch_records: int | None = None
+    teacher: SavedNetwork, data: PTBXL, cfg: TrainConfig, batch_records: int | None = None
 ) -> TeacherEmbeddings:
     """The teacher's embedding (eval mode, `cfg`'s precision) of every training record at
     `cfg.teacher_cache` crop starts spread over the record: what a student trial with that setting
@@ -100,6 +102,7 @@ def embed_training_records(
             out = torch.empty((len(rows), len(grid), v.shape[-1]), dtype=v.dtype)
         out[s : s + len(r)] = v.cpu()
     del net, signals
+    assert out is not None, "no training records to embed"
     if device.type == "cuda":  # the training that follows in this process gets the memory back
         torch.cuda.empty_cache()
     if out.dtype == torch.bfloat16:

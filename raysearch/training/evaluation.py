@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,7 @@ from raysearch.data.schema import CLASSES
 from raysearch.files import write_text, write_with
 from raysearch.training.batches import Signals
 from raysearch.training.checkpoint import (
+    SavedNetwork,
     StageResult,
     data_stats,
     import_net,
@@ -129,14 +131,14 @@ def final_metrics(result: StageResult, data: PTBXL, with_ci: bool = True) -> tup
 
 
 def evaluate_frozen(
-    blob: dict, data: PTBXL, out_dir: str | os.PathLike, device: str, with_ci: bool = True
+    saved: SavedNetwork, data: PTBXL, out_dir: str | os.PathLike, device: str, with_ci: bool = True
 ) -> dict:
     """Evaluate a chosen (frozen) network, export_net's dict, on validation and test on `device`;
     write it and its predictions to `out_dir` (write_run's layout); return its metrics."""
-    cfg = replace(TrainConfig(**blob["config"]).resolved(), device=device)
+    cfg = replace(TrainConfig(**saved.config).resolved(), device=device)
     dev = pick_device(device)
-    net = import_net(blob, str(out_dir)).to(dev)
-    stage = StageResult(cfg, net, blob.get("history", []), dev, data_stats(data))
+    net = import_net(saved, str(out_dir)).to(dev)
+    stage = StageResult(cfg, net, saved.history, dev, data_stats(data))
     metrics, predictions = final_metrics(stage, data, with_ci=with_ci)
     write_run(out_dir, stage, metrics, predictions)
     return metrics
@@ -148,7 +150,7 @@ def write_run(run_dir: str | os.PathLike, result: StageResult, metrics: dict, pr
     save_checkpoint(run_dir, result.export())
     for split, p in predictions.items():
         arrays = {k: p[k] for k in ("ecg_id", "y_true", "y_score")}
-        write_with(run_dir / f"predictions_{split}.npz", lambda tmp, a=arrays: _savez(tmp, a))
+        write_with(run_dir / f"predictions_{split}.npz", partial(_savez, arrays=arrays))
     write_text(run_dir / "metrics.json", json.dumps(metrics, indent=1))  # last: it marks a finished run
 
 

@@ -182,7 +182,8 @@ class ContrastiveNet(nn.Module):
             nn.Linear(cfg.meta_hidden, cfg.meta_hidden),
             nn.ReLU(),
         )
-        self.project = nn.Linear(self.encoder.out_features + cfg.meta_hidden, cfg.embedding_size)
+        features = int(self.encoder.out_features)  # type: ignore[arg-type]  # set by both encoders
+        self.project = nn.Linear(features + cfg.meta_hidden, cfg.embedding_size)
         self.classifier = nn.Sequential(
             nn.ReLU(),
             nn.Dropout(cfg.dropout),

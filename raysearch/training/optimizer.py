@@ -46,7 +46,7 @@ class CapturableAdamW(torch.optim.AdamW):
                 group["betas"] = (self.beta1_tensor, b2)
 
     @torch.no_grad()
-    def step(self, closure=None) -> None:  # no closure: one loss per step, computed by TrainStep
+    def step(self, closure=None) -> None:  # type: ignore[override]  # no closure: one loss per step, computed by TrainStep
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
             if not params:

@@ -41,9 +41,7 @@ def train_one(options: TrainOptions, progress: bool = True) -> dict:
         raise UserError("--teacher and --baseline exclude each other (the baseline has no teacher)")
     teacher = load_teacher(options.teacher) if options.teacher else None
     stage = "student" if teacher is not None else ("baseline" if options.baseline else "teacher")
-    embedding = options.embedding_size or (
-        teacher["model_config"]["embedding_size"] if teacher else TrainConfig.embedding_size
-    )
+    embedding = options.embedding_size or (teacher.embedding_size if teacher else TrainConfig.embedding_size)
     cfg = TrainConfig(**{**options.config, "stage": stage, "embedding_size": embedding})
     if stage == "teacher" and len(cfg.lead_indices) != 12:
         raise UserError(

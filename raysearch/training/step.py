@@ -164,8 +164,8 @@ class TrainStep:
             return
         for k, v in p.items():
             if v is not None:
-                self.static[k].copy_(v)
-        self.replay()
+                self.static[k].copy_(v)  # type: ignore[union-attr,arg-type]  # device tensors (resident)
+        self.replay()  # type: ignore[misc]  # set by _capture
 
     def _capture(self, p: dict) -> None:
         """Capture one step (capture_graph), then undo the warm-up's updates. A failure raises, or

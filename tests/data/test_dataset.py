@@ -1,6 +1,6 @@
 """Where data comes from: the default location, the missing-data message, synthetic on request."""
 
-from conftest import run_cli
+from conftest import run_main
 
 from raysearch.data.dataset import DataOptions, default_data, open_dataset
 from raysearch.errors import UserError
@@ -22,7 +22,7 @@ def test_missing_data_says_how_to_get_it(tmp_path, monkeypatch):
     assert "\n" not in message and message.startswith("ptb-xl: not a directory")
     assert "python -m raysearch data download ptb-xl" in message and "--data synthetic" in message
     # the bare command, as a new user types it in an empty folder: one line, no training
-    r = run_cli("--leads", "4", "--trials", "64", cwd=tmp_path)
+    r = run_main("--leads", "4", "--trials", "64", cwd=tmp_path)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.count("\n") == 1 and "raysearch data download" in r.stderr, r.stderr
     assert not (tmp_path / "runs").exists()  # nothing was started

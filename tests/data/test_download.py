@@ -7,7 +7,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_main
 
 from raysearch import UserError
 from raysearch.data.download import download
@@ -116,7 +116,7 @@ def test_persistently_corrupt_file_is_reported_not_kept(mirror, tmp_path):
     assert not (tmp_path / "dl" / name).exists() and (tmp_path / "dl" / (name + ".corrupt")).exists()
     # the CLI says so in one line plus the list, exit code 2, no traceback
     server.corrupt[name] = 99
-    result = run_cli("data", "download", str(tmp_path / "dl2"), "--base-url", url)
+    result = run_main("data", "download", str(tmp_path / "dl2"), "--base-url", url)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "1 of" in result.stderr and "checksum mismatch" in result.stderr
 

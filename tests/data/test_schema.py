@@ -4,7 +4,7 @@ import pytest
 
 from raysearch.data.schema import STUDENT_SUBSETS, lead_label, parse_lead_list, parse_leads
 from raysearch.errors import UserError
-from raysearch.report.table import PAPER_VAL_AUC, TABLE_ROWS
+from raysearch.reporting.table import PAPER_VAL_AUC, TABLE_ROWS
 
 
 def test_lead_subsets():

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import wfdb
-from conftest import run_cli
+from conftest import run_cli, run_main
 from scipy.signal import resample_poly
 
 from raysearch.data.schema import CLASSES
@@ -23,7 +23,7 @@ def predictions(path) -> pd.DataFrame:
 @pytest.mark.parametrize("name", ["student-2", "baseline-3"])
 def test_predict_reproduces_the_runs_own_test_predictions(trained_models, real_ptbxl, tmp_path, name):
     out = tmp_path / "p.csv"
-    done = run_cli(
+    done = run_main(
         "predict", str(trained_models[name]), "--data", str(real_ptbxl), "--folds", "10", "--out", str(out)
     )
     assert done.returncode == 0, done.stderr
@@ -33,6 +33,7 @@ def test_predict_reproduces_the_runs_own_test_predictions(trained_models, real_p
     assert "records predicted to" in done.stderr and "NORM" in done.stdout.splitlines()[0]
 
 
+@pytest.mark.slow
 def test_exports_predict_like_pytorch(trained_models, real_ptbxl, tmp_path):
     common = ["--data", str(real_ptbxl), "--folds", "10"]
     ref = tmp_path / "fp32.csv"
@@ -103,7 +104,7 @@ def test_a_bad_record_is_listed_and_the_others_written(trained_models, real_ptbx
     records = [good, str(tmp_path / "limb"), str(tmp_path / "short"), unlisted, str(tmp_path / "absent")]
     out = tmp_path / "p.jsonl"
     model = trained_models["student-2"]
-    done = run_cli(
+    done = run_main(
         "predict", str(model), *records, "--metadata", str(tmp_path / "meta.csv"), "--out", str(out)
     )
     assert done.returncode == 1

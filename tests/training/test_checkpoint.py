@@ -32,20 +32,20 @@ def test_round_trip_keeps_weights_config_and_data_stats(tmp_path, synthetic_ptbx
     net, cfg = _net()
     save_checkpoint(tmp_path / "run", export_net(net, cfg, data))
     blob = load_checkpoint(tmp_path / "run" / "model.pt")  # the file or its folder
-    assert blob["config"]["stage"] == "teacher" and blob["model_config"]["embedding_size"] == 16
-    assert blob["data"]["sampling_rate"] == 100
-    assert np.allclose(blob["data"]["mean"], data.mean) and np.allclose(blob["data"]["std"], data.std)
+    assert blob.config["stage"] == "teacher" and blob.embedding_size == 16
+    assert blob.data["sampling_rate"] == 100
+    assert np.allclose(blob.data["mean"], data.mean) and np.allclose(blob.data["std"], data.std)
     again = import_net(blob).eval()
     x, meta = torch.randn(3, 12, 250), torch.rand(3, net.cfg.meta_dim)
     with torch.no_grad():
         assert torch.equal(net.eval()(x, meta)[1], again(x, meta)[1])
-    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == blob["data"]
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == blob.data
 
 
 def test_what_is_not_ours_is_a_one_line_error(tmp_path):
     net, cfg = _net()
     wrong = export_net(net, cfg)
-    wrong["model_config"] = {**wrong["model_config"], "arch": "resnet1d"}
+    wrong.model_config = {**wrong.model_config, "arch": "resnet1d"}
     with pytest.raises(UserError, match="weights do not match its config"):
         import_net(wrong, "ckpt")
     with pytest.raises(UserError, match="model.pt: missing"):
@@ -74,8 +74,8 @@ def test_check_teacher():
 def test_a_searchs_run_dir_gives_its_teacher_when_it_has_one_size(tmp_path):
     net, cfg = _net(size=16)
     save_checkpoint(tmp_path / "search" / "teachers" / "16", export_net(net, cfg))
-    assert load_teacher(tmp_path / "search")["model_config"]["embedding_size"] == 16
-    assert load_teacher(tmp_path / "search" / "teachers" / "16")["model_config"]["embedding_size"] == 16
+    assert load_teacher(tmp_path / "search").embedding_size == 16
+    assert load_teacher(tmp_path / "search" / "teachers" / "16").embedding_size == 16
     net, cfg = _net(size=32)
     save_checkpoint(tmp_path / "search" / "teachers" / "32", export_net(net, cfg))
     with pytest.raises(UserError, match=r"sizes 16, 32; give one of them, e\.g\. --teacher .*teachers/16"):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from raysearch.report.statistics import paired_bootstrap
+from raysearch.reporting.statistics import paired_bootstrap
 from raysearch.training.metrics import bootstrap_ci, macro_auc, per_class_auc
 
 
@@ -22,6 +22,7 @@ def test_macro_auc_is_sklearns():
     assert macro_auc(y, s) == np.mean([roc_auc_score(y[:, k], s[:, k]) for k in (0, 1, 3, 4)])
 
 
+@pytest.mark.slow  # thousands of resamples
 def test_bootstrap_ci_brackets_the_estimate_and_shrinks():
     y, s = _fake(400)
     lo, hi = bootstrap_ci(y, s, n_boot=300)
@@ -40,6 +41,7 @@ def test_paired_bootstrap():
     assert same["gain"] == 0.0 and same["p_value"] == 1.0 and same["ci"] == [0.0, 0.0]
 
 
+@pytest.mark.slow  # thousands of resamples
 def test_paired_bootstrap_ci_contains_the_gain_and_shrinks_with_records():
     widths = []
     for n in (300, 3000):
@@ -61,7 +63,7 @@ def test_bootstrap_of_too_few_records_is_nan_not_a_crash():
 
 
 def test_seed_welch():
-    from raysearch.report.statistics import seed_welch
+    from raysearch.reporting.statistics import seed_welch
 
     same = seed_welch([0.90, 0.91, 0.92], [0.90, 0.91, 0.92])
     assert same["diff"] == 0.0 and same["p_value"] == 1.0 and same["ci"][0] < 0 < same["ci"][1]

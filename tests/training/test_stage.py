@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
+from conftest import run_main
 
 from raysearch import UserError
 from raysearch.data.ptbxl import load_ptbxl
@@ -33,7 +33,7 @@ def test_teacher_learns(teacher):
 
 def test_student_learns_and_classifier_stays_frozen(data, teacher):
     blob = teacher.export()
-    frozen = {k: v.clone() for k, v in blob["model"].items() if k.startswith("classifier.")}
+    frozen = {k: v.clone() for k, v in blob.weights.items() if k.startswith("classifier.")}
     student = train_stage(
         TrainConfig(stage="student", leads="4", epochs=8, alpha=0.5, sim="cosine", **TINY), data, teacher=blob
     )
@@ -90,9 +90,9 @@ def test_final_metrics_read_test_only_at_the_end(data, teacher):
 def test_train_cli_writes_run_dir(tmp_path, synthetic_ptbxl):
     common = f"--data {synthetic_ptbxl} --epochs 2 --width 8 --depth 2 --n-boot 50".split()
     student = f"train --leads 4 --teacher {tmp_path / 't'}".split()
-    t = run_cli("train", "--leads", "12", "--out", str(tmp_path / "t"), "--embedding-size", "16", *common)
+    t = run_main("train", "--leads", "12", "--out", str(tmp_path / "t"), "--embedding-size", "16", *common)
     assert t.returncode == 0, t.stderr
-    s = run_cli(*student, "--out", str(tmp_path / "s"), "--alpha", "0.3", "--sim", "l2", *common)
+    s = run_main(*student, "--out", str(tmp_path / "s"), "--alpha", "0.3", "--sim", "l2", *common)
     assert s.returncode == 0, s.stderr
     metrics = json.loads((tmp_path / "s" / "metrics.json").read_text())
     for key in ("val_macro_auc", "test_macro_auc", "test_macro_auc_ci", "per_class_auc", "classes", "config"):
@@ -102,9 +102,9 @@ def test_train_cli_writes_run_dir(tmp_path, synthetic_ptbxl):
     for split in ("val", "test"):
         p = np.load(tmp_path / "s" / f"predictions_{split}.npz")
         assert p["y_true"].shape == p["y_score"].shape and p["y_true"].shape[1] == 5 and len(p["ecg_id"])
-    bad = run_cli(*student, "--out", str(tmp_path / "x"), "--embedding-size", "32", *common)
+    bad = run_main(*student, "--out", str(tmp_path / "x"), "--embedding-size", "32", *common)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and "embedding size 16" in bad.stderr
-    bad = run_cli(
+    bad = run_main(
         "train", "--leads", "4", "--teacher", str(tmp_path / "s"), "--out", str(tmp_path / "x"), *common
     )
     assert bad.returncode == 2 and "expected a 12-lead teacher" in bad.stderr

@@ -103,6 +103,7 @@ def test_cached_teacher_embeddings_give_the_teachers_similarity(data, teacher):
     assert a[2].item() == pytest.approx(b[2].item(), rel=1e-4) and a[2].item() > 0
 
 
+@pytest.mark.slow  # trains four students
 def test_a_student_trains_on_cached_embeddings(data, teacher):
     cfg = TrainConfig(stage="student", leads="4", epochs=4, alpha=0.5, teacher_cache=31, **TINY)
     result = train_stage(cfg, data, teacher=teacher)

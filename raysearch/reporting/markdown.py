@@ -1,0 +1,138 @@
+"""report.md: the header (what was run), the macro-AUC table, the per-class table, what mattered
+and the reading. Formatting only: every number is computed elsewhere.
+"""
+
+from __future__ import annotations
+
+from raysearch.data.schema import CLASSES
+from raysearch.reporting.figures import Report, SeedWelch, SplitFigures
+from raysearch.reporting.reading import format_p, reading
+from raysearch.searching.summary import SYNTHETIC_NOTE
+
+
+def _pm(fig: SplitFigures) -> str:
+    return f"{fig['mean']:.4f}" + (f" ± {fig['std']:.4f}" if fig["std"] is not None else "")
+
+
+def _ens(fig: SplitFigures) -> str:
+    lo, hi = fig["ensemble_ci"]
+    return f"{fig['ensemble']:.4f} ({lo:.4f}–{hi:.4f})"
+
+
+def markdown(report: Report) -> str:
+    """report.md: header (what was run), the macro-AUC table, the per-class table, the reading."""
+    h = report["header"]
+    k = h["seeds"]
+    kind = (
+        f"{k} seeds per configuration"
+        if k > 1
+        else "single-seed (the search's own runs; seed variance unmeasured)"
+    )
+    synthetic = h.get("synthetic", False)
+    lines = [
+        f"# raysearch report: {h['run_dir']}" + (" (SYNTHETIC data)" if synthetic else ""),
+        "",
+        *([SYNTHETIC_NOTE, ""] if synthetic else []),
+        f"- **Figures:** {kind}"
+        f", test = fold 10, validation = fold 9; configurations chosen by the search on validation "
+        f"and frozen (report/configs.json) before the test fold was read.",
+        f"- **Data:** {h['data']} ({h['records']} records). **Search:** space {h['space']}, "
+        f"{h['trials']} trials per arm, seed {h['search_seed']}.",
+        f"- **Budget:** {h['budget']}.",
+        f"- **Device:** {h['device']}. **Wall time:** search {h['wall']['search']} "
+        f"({_invocations(h['wall'].get('search_invocations'))}), this report invocation "
+        f"{h['wall']['report']}; the table's runs trained for "
+        f"{h['wall']['runs_training']} of trial time (sum of their epochs; trials ran in parallel).",
+        "",
+        "## Macro-AUC (test; validation beside it)",
+        "",
+        "mean ± std over seeds; ensemble = macro-AUC of the seeds' averaged predictions with its 95% "
+        "bootstrap CI over test records; gain = ensemble(pseudo = True) − ensemble(pseudo = False), 95% "
+        "CI and p from a paired bootstrap over the same test records; seeds: the difference of the two "
+        "arms' seed means, 95% CI and p from Welch's t-test over the seeds (training noise; – with one "
+        "seed). The 12-lead row is the teacher.",
+        "",
+        "| leads | pseudo = True: test | ensemble (95% CI) | val | pseudo = False: test | "
+        "ensemble (95% CI) | val | gain (95% CI) | p | seeds: gain of means (95% CI), p "
+        "| paper val True / False |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in report["rows"]:
+        paper = {} if synthetic else row["paper_val"]
+        if row["leads"] == "12":
+            t = row["arms"]["teacher"]
+            lines.append(
+                f"| 12 (teacher) | {_pm(t['test'])} | {_ens(t['test'])} | {_pm(t['val'])} | "
+                f"– | – | – | – | – | – | {paper.get('teacher', '–')} |"
+            )
+            continue
+        s, b, g = row["arms"]["student"], row["arms"]["baseline"], row["gain"]
+        lines.append(
+            f"| {row['leads']} | {_pm(s['test'])} | {_ens(s['test'])} | {_pm(s['val'])} | {_pm(b['test'])} | "
+            f"{_ens(b['test'])} | {_pm(b['val'])} | "
+            f"{g['gain']:+.4f} ({g['ci'][0]:+.4f} to {g['ci'][1]:+.4f}) | "
+            f"{format_p(g['p_value'], g['n_boot'])} | "
+            f"{_welch(g.get('seed_welch'))} | {paper.get('student', '–')} / {paper.get('baseline', '–')} |"
+        )
+    lines += [
+        "",
+        "## Per-class AUC (test, seed-ensembled predictions)",
+        "",
+        "| leads | arm | " + " | ".join(CLASSES) + " |",
+        "|---|---|" + "---|" * len(CLASSES),
+    ]
+    for row in report["rows"]:
+        for arm, fig in row["arms"].items():
+            label = {"teacher": "teacher", "student": "pseudo = True", "baseline": "pseudo = False"}[arm]
+            per = fig["test"]["ensemble_per_class"]
+            lines.append(
+                f"| {row['leads']} | {label} | " + " | ".join(f"{per[c]:.4f}" for c in CLASSES) + " |"
+            )
+    lines += mattered_markdown(report.get("what_mattered") or {})
+    if report.get("what_mattered_missing"):
+        lines += ["", "## What mattered", "", f"Left out: {report['what_mattered_missing']}."]
+    lines += ["", "## Reading", ""] + [f"- {s}" for s in reading(report)] + [""]
+    return "\n".join(lines)
+
+
+def mattered_markdown(mattered: dict) -> list[str]:
+    """The "What mattered" section: per arm, importances side by side, best AUC per similarity."""
+    if not mattered:
+        return []
+    lines = [
+        "",
+        "## What mattered (the search's Optuna studies, RUN_DIR/optuna.db)",
+        "",
+        "Importance of each searched parameter for validation macro-AUC over the trials that ran the "
+        "full budget, by fANOVA and by PED-ANOVA (top 10% of trials against all); each column sums "
+        "to 1. One search seed: a ranking, not a measured effect. Plots: report-mattered.png.",
+    ]
+    for arm, m in mattered.items():
+        t = m["trials"]
+        lines += [
+            "",
+            f"**{arm}**: {m['finished']} finished, {t['pruned']} stopped early by ASHA, {t['fail']} failed.",
+        ]
+        if m["importance"] is None:
+            lines.append(f"Too few finished trials to rank parameters ({m['finished']} < {m['min_trials']}).")
+        else:
+            fanova, ped = m["importance"]["fanova"], m["importance"]["ped_anova"]
+            lines += ["", "| parameter | fANOVA | PED-ANOVA |", "|---|---|---|"]
+            lines += [f"| {k} | {fanova[k]:.2f} | {ped.get(k, 0.0):.2f} |" for k in fanova]
+        if m["best_val_macro_auc_per_sim"]:
+            best = m["best_val_macro_auc_per_sim"]
+            lines.append("")
+            lines.append(
+                "Best val macro-AUC per similarity: " + ", ".join(f"{k} {v:.4f}" for k, v in best.items())
+            )
+    return lines
+
+
+def _welch(w: SeedWelch | None) -> str:
+    if w is None:
+        return "–"
+    return f"{w['diff']:+.4f} ({w['ci'][0]:+.4f} to {w['ci'][1]:+.4f}), {format_p(w['p_value'], 1000)}"
+
+
+def _invocations(n: int) -> str:
+    return f"{n} invocation{'s' if n != 1 else ''} in all"

@@ -1,0 +1,18 @@
+"""What a report is asked: the command line's options, `raysearch.report`'s keyword arguments."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from raysearch.data.dataset import DataOptions
+from raysearch.searching.cluster import ClusterOptions
+
+
+@dataclass
+class ReportOptions(DataOptions, ClusterOptions):
+    """What `raysearch report` is asked (the CLI's options; `raysearch.report`'s arguments)."""
+
+    run_dir: str = ""  # the RUN_DIR of a finished search: a path or the URI it stored to
+    seeds: int | None = None  # retrain each chosen configuration with K new seeds; None: single-seed
+    n_boot: int = 1000
+    data: str | None = None  # type: ignore[assignment]  # None: the search's own --data

@@ -1,0 +1,182 @@
+"""The report's figures: report.png (macro-AUC per arm and the gain with both tests' CIs) and
+report-mattered.png (validation macro-AUC against alpha and learning rate, per arm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+from raysearch.reporting.figures import Report, Row
+
+
+def plot_mattered(mattered: dict, path: Path) -> bool:
+    """Validation macro-AUC of every finished trial against alpha (one colour per similarity) and
+    against learning rate, one row of panels per arm; False (nothing written) without trials."""
+    arms = {arm: m["points"] for arm, m in mattered.items() if m["points"]}
+    if not arms:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    fig, axes = plt.subplots(len(arms), 2, figsize=(10, 3.2 * len(arms)), squeeze=False)
+    colors = {"l1": "tab:blue", "l2": "tab:orange", "cosine": "tab:green", None: "tab:gray"}
+    for (arm, points), (ax_alpha, ax_lr) in zip(arms.items(), axes, strict=True):
+        for sim, color in colors.items():
+            mine = [p for p in points if p.get("sim") == sim]
+            if not mine:
+                continue
+            label = sim or "no similarity (baseline)"
+            if sim is not None and all("alpha" in p for p in mine):
+                ax_alpha.scatter(
+                    [p["alpha"] for p in mine], [p["val_macro_auc"] for p in mine], c=color, label=label
+                )
+            if all("lr" in p for p in mine):
+                ax_lr.scatter(
+                    [p["lr"] for p in mine], [p["val_macro_auc"] for p in mine], c=color, label=label
+                )
+        for ax, name in ((ax_alpha, "alpha"), (ax_lr, "learning rate")):
+            ax.set_xscale("log")
+            lo, hi = ax.get_xlim()
+            if ax.has_data() and hi < 10 * lo:  # within a decade only minor ticks: plain, slanted labels
+                ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+                ax.tick_params(axis="x", which="both", labelrotation=30)
+            else:
+                ax.xaxis.set_minor_formatter(NullFormatter())
+            ax.set_xlabel(name)
+            ax.set_ylabel("val macro-AUC")
+            ax.set_title(f"{arm}: val macro-AUC vs {name}", fontsize=10)
+            ax.grid(alpha=0.3)
+            if ax.has_data():
+                ax.legend(fontsize=8)
+            else:
+                ax.text(0.5, 0.5, f"{name} not searched", ha="center", transform=ax.transAxes)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)
+    return True
+
+
+def plot(report: Report, path: Path) -> None:
+    """Left: macro-AUC per lead subset, both arms' ensembles with CIs as error bars, the paper's
+    figures as markers. Right: the gain itself, with the paired bootstrap's CI (and Welch's over
+    the seeds), beside the paper's claimed gain: the arms' own CIs overlap even where the gain is
+    clear. Positions are one slot per lead subset whatever their number; the axes fit our figures,
+    and a paper figure outside them is an arrow at the edge with its value. Synthetic data gets
+    no paper markers (nothing to compare)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = report["rows"]
+    gains = [r for r in rows if "gain" in r]
+    synthetic = report["header"].get("synthetic", False)
+    fig, (ax, gx) = plt.subplots(
+        1, 2, figsize=(4 + 1.6 * len(rows) + 1.4 * max(len(gains), 1), 5.6),
+        gridspec_kw={"width_ratios": [max(len(rows), 1) + 1, max(len(gains), 1) + 1]},
+    )  # fmt: skip
+    offsets = {"teacher": 0.0, "student": -0.15, "baseline": 0.15}
+    drawn, values, papers = set(), [], []
+    for x, row in enumerate(rows):
+        for arm, fig_ in row["arms"].items():
+            color, label = _STYLES[arm]
+            t, px = fig_["test"], x + offsets[arm]
+            _point_ci(ax, px, t["ensemble"], t["ensemble_ci"], "o", color, None if arm in drawn else label)
+            drawn.add(arm)
+            values += [t["ensemble"], *t["ensemble_ci"], *t["per_seed"]]
+            if len(t["per_seed"]) > 1:
+                ax.plot([px] * len(t["per_seed"]), t["per_seed"], ".", color=color, alpha=0.4)
+            if not synthetic and row["paper_val"].get(arm):
+                papers.append((px, row["paper_val"][arm], color))
+    _fit_axis(ax, values, papers, "paper (val)")
+    ax.set_xticks(range(len(rows)), [r["leads"] for r in rows])
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel("leads")
+    ax.set_ylabel("test macro-AUC (ensemble, 95% CI)")
+    k = report["header"]["seeds"]
+    title = (
+        f"test macro-AUC, {k} seeds per arm (dots: single seeds)" if k > 1 else "test macro-AUC, single seed"
+    )
+    ax.set_title(title + (" - SYNTHETIC data" if synthetic else ""), fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
+    _plot_gains(gx, gains, synthetic)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120, format="png")
+    plt.close(fig)
+
+
+_STYLES = {
+    "teacher": ("black", "12 leads: teacher"),
+    "student": ("tab:blue", "pseudo = True (teacher)"),
+    "baseline": ("tab:orange", "pseudo = False (baseline)"),
+}
+
+
+def _fit_axis(ax, values: list[float], papers: Sequence[tuple[float, float, str]], label: str) -> None:
+    """y-limits from our own figures; the paper's markers inside them as crosses, outside as an
+    arrow at the edge with the value written beside (so they never stretch the axis)."""
+    finite = [v for v in values if v == v]  # NaN-free
+    if finite:
+        lo, hi = min(finite), max(finite)
+        pad = 0.1 * (hi - lo) or 0.005
+        ax.set_ylim(lo - pad, hi + pad)
+    bottom, top = ax.get_ylim()
+    for i, (x, value, color) in enumerate(papers):
+        legend = label if i == 0 else None
+        if bottom <= value <= top:
+            ax.plot(x, value, "x", color=color, markersize=9, label=legend)
+            continue
+        edge, marker, va = (top, "^", "top") if value > top else (bottom, "v", "bottom")
+        ax.plot(x, edge, marker, color=color, markersize=8, label=legend, clip_on=False)
+        ax.annotate(f"{value:.3f}", (x, edge), xytext=(6, 0), textcoords="offset points", fontsize=8, va=va)
+
+
+def _point_ci(ax, x: float, value: float, ci: list[float], fmt: str, color: str, label) -> None:
+    """A point with its CI as an asymmetric error bar (label None or False: not in the legend)."""
+    ax.errorbar(
+        x,
+        value,
+        yerr=[[value - ci[0]], [ci[1] - value]],
+        fmt=fmt,
+        color=color,
+        capsize=4,
+        label=label or None,
+    )
+
+
+def _plot_gains(ax, rows: list[Row], synthetic: bool) -> None:
+    """The gain pseudo = True - False per lead subset, both tests' CIs, the paper's gain, zero."""
+    if not rows:  # e.g. a search run with --no-baseline
+        ax.text(0.5, 0.5, "no lead subset with both arms", ha="center", transform=ax.transAxes)
+        ax.set_axis_off()
+        return
+    values, papers = [0.0], []
+    for x, row in enumerate(rows):
+        g, first = row["gain"], x == 0
+        _point_ci(
+            ax, x - 0.12, g["gain"], g["ci"], "o", "tab:blue", first and "ensembles, paired bootstrap 95% CI"
+        )
+        values += [g["gain"], *g["ci"]]
+        w = g.get("seed_welch")
+        if w:
+            _point_ci(
+                ax, x + 0.12, w["diff"], w["ci"], "s", "tab:green", first and "seed means, Welch 95% CI"
+            )
+            values += [w["diff"], *w["ci"]]
+        paper = row["paper_val"]
+        if not synthetic and "student" in paper and "baseline" in paper:
+            papers.append((x, paper["student"] - paper["baseline"], "black"))
+    _fit_axis(ax, values, papers, "paper (val, single runs)")
+    ax.axhline(0, color="grey", linewidth=1)
+    ax.set_xticks(range(len(rows)), [r["leads"] for r in rows])
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_xlabel("leads")
+    ax.set_ylabel("gain in test macro-AUC")
+    ax.set_title("gain pseudo = True − False", fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=1)
