@@ -26,7 +26,13 @@ from raysearch.searching.rundir import RunDir
 from raysearch.searching.summary import seconds_per_epoch
 from raysearch.searching.tracking import HPARAMS
 from raysearch.searching.trainable import trained_network
-from raysearch.training.checkpoint import check_teacher, load_checkpoint, load_teacher, save_checkpoint
+from raysearch.training.checkpoint import (
+    SavedNetwork,
+    check_teacher,
+    load_checkpoint,
+    load_teacher,
+    save_checkpoint,
+)
 from raysearch.training.config import METRIC
 
 
@@ -62,7 +68,7 @@ class Teachers:
         """Put a given teacher, or those an earlier invocation chose, in the object store."""
         if self.given is not None:
             self.cluster.put_teachers({self.given_size: self.given})
-            config = plain_config(self.given["config"], ("lr", "arch", "width", "depth", "epochs"))
+            config = plain_config(self.given.config, ("lr", "arch", "width", "depth", "epochs"))
             self.stages["teacher"] = {str(self.given_size): {"given": self.options.teacher, "config": config}}
         elif self.stages.get("teacher_done"):
             saved = {
@@ -87,7 +93,7 @@ class Teachers:
         self.run_dir.progress["seconds_per_epoch"] = self.measured
         self.run_dir.save_progress()
 
-    def _choose(self, results: list) -> dict[int, dict]:
+    def _choose(self, results: list) -> dict[int, SavedNetwork]:
         """The best teacher per embedding size, saved under RUN_DIR/teachers/SIZE and recorded."""
         best = {}
         for size in self.sizes:
