@@ -7,7 +7,7 @@ seed runs, statistics) and deploy (a trained model on new ECGs: export, predict)
 The Python API (api.py):
 
     import raysearch
-    summary = raysearch.search(leads="4", trials=8, data="synthetic", space="search_spaces/tiny.yaml")
+    summary = raysearch.search(leads="4", trials=8, data="synthetic", space="tiny")
     raysearch.report(summary["run_dir"], seeds=2)
     raysearch.load_model(summary["leads"]["4"]["student"]["best_dir"]).predict(signals, metadata)
 

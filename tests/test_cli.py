@@ -116,6 +116,38 @@ def test_every_option_says_what_it_does_and_help_shows_defaults():
     assert seen > 60
     text = run_main("--help").stdout
     assert "(default: 16)" in text and "(default: ptb-xl)" in text and "--verbose" in text
+    assert "(default: search-<leads>-<time>)" in text and "(default: None)" not in text
+
+
+HELP_PROBE = """
+import contextlib, io, sys
+from raysearch.cli import main
+commands = [[], ["data", "download"], ["data", "synth"], ["data", "info"], ["train"], ["report"]]
+for command in commands + [["export"], ["predict"]]:
+    with contextlib.redirect_stdout(io.StringIO()) as out:
+        try:
+            main(command + ["--help"])
+        except SystemExit:
+            pass
+    assert out.getvalue().startswith("usage:") and "--help" in out.getvalue(), command
+    assert out.getvalue().count("(default") < 60, command
+stack = {"torch", "ray", "numpy", "pandas", "optuna", "sklearn"}
+heavy = sorted({m.split(".")[0] for m in sys.modules} & stack)
+print(" ".join(heavy) or "light")
+"""
+
+
+def test_help_answers_without_the_heavy_stack():
+    """--help of every command imports neither torch nor Ray (it answers in a fraction of a second;
+    measured in BENCHMARKS.md), and no option shows its default twice."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", HELP_PROBE], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "light"
+    for line in run_main("train", "--help").stdout.split("  -")[1:]:
+        assert line.count("(default") <= 1, line
 
 
 def _main_error(capsys, *args: str) -> str:
@@ -146,6 +178,13 @@ def test_bad_search_options_are_one_line_and_leave_nothing(capsys, tmp_path, rea
     line = _main_error(capsys, "--data", str(real_ptbxl), "--storage", str(tmp_path / "runs"), *option)
     assert message in line
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_a_temp_folder_too_long_for_rays_sockets(capsys, monkeypatch, tmp_path, real_ptbxl):
+    monkeypatch.setenv("RAY_TMPDIR", "/tmp/" + "x" * 40)
+    line = _main_error(capsys, "--data", str(real_ptbxl), "--storage", str(tmp_path / "runs"))
+    assert "RAY_TMPDIR /tmp/xxx" in line and "expected a folder of at most 27 characters" in line
+    assert not (tmp_path / "runs").exists()
 
 
 def test_storage_that_cannot_hold_a_run(capsys, tmp_path, real_ptbxl):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 
 from raysearch.errors import UserError
+from raysearch.log import messages_on_stderr
 
 SUBCOMMANDS = ("data", "train", "report", "export", "predict", "search")
 
@@ -36,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
             "predict": model.predict_main,
             "search": search.search_main,
         }
-        return commands[command](rest)
+        with messages_on_stderr():
+            return commands[command](rest)
     except UserError as e:
         print(f"raysearch: error: {e}", file=sys.stderr)
         return 2

@@ -9,7 +9,7 @@ from raysearch.cli.options import options_of, parser
 
 
 def export_parser() -> argparse.ArgumentParser:
-    from raysearch.deploy.export import FORMATS
+    from raysearch.deploy.options import FORMATS
 
     p = parser(
         "raysearch export",
@@ -27,10 +27,10 @@ def export_parser() -> argparse.ArgumentParser:
 
 
 def export_main(argv: list[str]) -> int:
+    a = export_parser().parse_args(argv)
     from raysearch.deploy.export import export_model
     from raysearch.deploy.load import load_model
 
-    a = export_parser().parse_args(argv)
     out = export_model(a.model, a.format, a.out, force=a.force)
     info = load_model(out).info
     scores = ", ".join(
@@ -47,7 +47,7 @@ def export_main(argv: list[str]) -> int:
 
 
 def predict_parser() -> argparse.ArgumentParser:
-    from raysearch.deploy.predict import PredictOptions
+    from raysearch.deploy.options import PredictOptions
     from raysearch.training.config import PRECISIONS
 
     d = PredictOptions()
@@ -77,9 +77,11 @@ def predict_parser() -> argparse.ArgumentParser:
 
 
 def predict_main(argv: list[str]) -> int:
-    from raysearch.deploy.predict import PredictOptions, predict_records
+    from raysearch.deploy.options import PredictOptions
 
     options = options_of(PredictOptions, predict_parser().parse_args(argv))
+    from raysearch.deploy.predict import predict_records
+
     result = predict_records(options)
     rows, classes, errors = result["rows"], result["classes"], result["errors"]
     good = [r for r in rows if "error" not in r]

@@ -7,8 +7,17 @@ import argparse
 import dataclasses
 
 
-class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """--help shows every option's default and keeps the description's line breaks."""
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """--help shows each option's default once (unless its help already says it) and keeps the
+    description's line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        silent = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        silent = silent or not action.option_strings
+        if "(default" in text or "default:" in text or silent:
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def parser(prog: str, description: str) -> argparse.ArgumentParser:

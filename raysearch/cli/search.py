@@ -22,7 +22,13 @@ def search_parser() -> argparse.ArgumentParser:
         "--trials", type=int, default=d.trials, help="trials per arm (student, baseline) per subset"
     )
     add_data_options(p, d)
-    p.add_argument("--space", default=d.space, help="search space YAML (see search_spaces/)")
+    p.add_argument(
+        "--space",
+        default=d.space,
+        help="search space: a shipped one by name (default: the paper's "
+        "space when trials get GPUs, the CPU budget otherwise; tiny: a minute-long demo) or a YAML file "
+        "(search_spaces/ shows the format)",
+    )
     p.add_argument(
         "--storage",
         default=d.storage,
@@ -56,9 +62,11 @@ def search_parser() -> argparse.ArgumentParser:
 
 def search_main(argv: list[str]) -> int:
     from raysearch.searching.options import SearchOptions
-    from raysearch.searching.run import run_search
 
-    run_search(options_of(SearchOptions, search_parser().parse_args(argv)))
+    options = options_of(SearchOptions, search_parser().parse_args(argv))
+    from raysearch.searching.run import run_search  # Ray and torch: after --help has answered
+
+    run_search(options)
     return 0
 
 
@@ -84,11 +92,12 @@ def report_parser() -> argparse.ArgumentParser:
 
 
 def report_main(argv: list[str]) -> int:
-    from raysearch.reporting.markdown import markdown
     from raysearch.reporting.options import ReportOptions
-    from raysearch.reporting.run import run_report
 
     options = options_of(ReportOptions, report_parser().parse_args(argv))
+    from raysearch.reporting.markdown import markdown
+    from raysearch.reporting.run import run_report
+
     report = run_report(options)
     print(markdown(report))
     print(f"wrote {report['header']['run_dir']}/report.md, report.csv, report.json, report.png")

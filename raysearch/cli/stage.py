@@ -90,9 +90,7 @@ def data_main(argv: list[str]) -> int:
 
 
 def train_parser() -> argparse.ArgumentParser:
-    from raysearch.training.config import GRAPHS, SIMS, TRAIN_PRECISIONS, TrainConfig
-    from raysearch.training.models import ARCHS
-    from raysearch.training.standalone import TrainOptions
+    from raysearch.training.config import ARCHS, GRAPHS, SIMS, TRAIN_PRECISIONS, TrainConfig, TrainOptions
 
     d, o = TrainConfig(), TrainOptions()
     p = parser("raysearch train", "Train one stage without Ray: the teacher, a student or the baseline.")
@@ -149,10 +147,11 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def train_main(argv: list[str]) -> int:
-    from raysearch.training.config import TrainConfig
-    from raysearch.training.standalone import TrainOptions, train_one
+    from raysearch.training.config import TrainConfig, TrainOptions
 
     a = train_parser().parse_args(argv)
+    from raysearch.training.standalone import train_one
+
     config_fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"stage", "embedding_size"}
     config = {k: v for k, v in vars(a).items() if k in config_fields}
     metrics = train_one(options_of(TrainOptions, a, config=config))

@@ -9,13 +9,18 @@ says how to get one, never a silent fallback.
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from raysearch.data.ptbxl import PTBXL, load_ptbxl
 from raysearch.errors import UserError
+
+log = logging.getLogger(__name__)
+
+if TYPE_CHECKING:
+    from raysearch.data.ptbxl import PTBXL
 
 DATA_ENV = "RAYSEARCH_DATA"
 
@@ -40,6 +45,8 @@ class DataOptions:
 
 def open_dataset(options: DataOptions, progress: bool = True) -> PTBXL:
     """The dataset named by `options.data`, saying how many bad records were skipped."""
+    from raysearch.data.ptbxl import load_ptbxl  # numpy, pandas, torch: not for --help
+
     spec = options.data
     if spec == "synthetic":
         from raysearch.data.synthetic import ensure_synthetic
@@ -54,11 +61,10 @@ def open_dataset(options: DataOptions, progress: bool = True) -> PTBXL:
         )
     ds = load_ptbxl(spec, options.sampling_rate, skip_bad_records=options.skip_bad_records, progress=progress)
     if ds.skipped:
-        print(f"skipped {len(ds.skipped)} bad record(s) (--skip-bad-records)", file=sys.stderr)
+        log.warning(f"skipped {len(ds.skipped)} bad record(s) (--skip-bad-records)")
     if ds.filled:
-        print(
+        log.warning(
             f"{len(ds.filled)} record(s) had a few samples missing (WFDB's missing value), read as "
-            f"0 mV: {sum(ds.filled.values())} samples in all",
-            file=sys.stderr,
+            f"0 mV: {sum(ds.filled.values())} samples in all"
         )
     return ds

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import logging
 import os
 import re
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -24,6 +24,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from raysearch.errors import UserError
+
+log = logging.getLogger(__name__)
 
 PHYSIONET = "https://physionet.org/files/ptb-xl/{version}/"
 
@@ -43,10 +45,9 @@ def _check_base(base: str, given: bool) -> None:
     if scheme == "https" or (given and scheme == "file"):
         return
     if given and scheme == "http":
-        print(
+        log.warning(
             f"raysearch: warning: {base} is plain http: unencrypted, so a network in between could "
-            f"change files and their checksums alike; use https where the mirror offers it",
-            file=sys.stderr,
+            f"change files and their checksums alike; use https where the mirror offers it"
         )
         return
     raise UserError(

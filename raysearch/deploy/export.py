@@ -27,11 +27,9 @@ from torch import nn
 
 from raysearch.data.metadata import encode_metadata_tensor
 from raysearch.deploy.model import FolderModel, find_model_dir, open_folder
+from raysearch.deploy.options import FORMATS
 from raysearch.errors import UserError
 from raysearch.files import write_with
-
-FORMATS = ("onnx", "torchscript")
-
 
 INFO_FILE = "raysearch.json"  # TorchScript extra file / ONNX metadata key "raysearch"
 

@@ -25,7 +25,8 @@ from raysearch.data.metadata import encode_metadata
 from raysearch.data.schema import CLASSES, LEADS, META_FIELDS
 from raysearch.errors import UserError
 from raysearch.training.checkpoint import SavedNetwork, import_net, load_checkpoint
-from raysearch.training.config import PRECISIONS, TrainConfig, pick_device, window_geometry, window_size
+from raysearch.training.config import PRECISIONS, TrainConfig, window_geometry, window_size
+from raysearch.training.device import pick_device
 from raysearch.training.evaluation import window_probabilities
 
 

@@ -13,7 +13,6 @@ never loses the others' rows. CSV, or JSON lines for an output named *.jsonl / *
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,23 +21,10 @@ from raysearch.data.database import raw_metadata, read_tables
 from raysearch.data.schema import SPLITS
 from raysearch.deploy.load import load_model
 from raysearch.deploy.model import describe_window
+from raysearch.deploy.options import PredictOptions
 from raysearch.deploy.records import RecordError, lookup, read_metadata_csv, read_record
 from raysearch.errors import UserError
 from raysearch.files import write_text, write_with
-
-
-@dataclass
-class PredictOptions:
-    """What `predict` reads and writes (the command line's options)."""
-
-    model: str = ""
-    records: list[str] = field(default_factory=list)
-    data: str | None = None  # a PTB-XL folder instead of records
-    folds: str = ""  # with data: e.g. "10" or "9,10"; empty: every fold
-    metadata: str | None = None  # CSV keyed by record; with data, default its database csv
-    out: str | None = None  # .csv, or .jsonl/.json for JSON lines; None: nothing written
-    precision: str | None = None  # a model folder's autocast precision (None: its training precision)
-    threads: int = 0  # onnxruntime threads (0: its default)
 
 
 def _folds(text: str) -> tuple[int, ...]:

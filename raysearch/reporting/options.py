@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from raysearch.data.dataset import DataOptions
-from raysearch.searching.cluster import ClusterOptions
+from raysearch.searching.options import ClusterOptions
 
 
 @dataclass

@@ -7,8 +7,8 @@ configs.json exists.
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -26,10 +26,12 @@ from raysearch.reporting.options import ReportOptions
 from raysearch.reporting.plots import plot, plot_mattered
 from raysearch.reporting.seeds import run_seeds, single_seed
 from raysearch.reporting.table import build_report
-from raysearch.searching.cluster import ClusterOptions
+from raysearch.searching.options import ClusterOptions
 from raysearch.searching.rundir import RunDir
 from raysearch.training.config import TrainConfig, derived_seed
 from raysearch.training.embeddings import teacher_source
+
+log = logging.getLogger(__name__)
 
 
 def _budget(configs: dict) -> str:
@@ -82,7 +84,7 @@ def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, 
         report["what_mattered"] = what_mattered(run_dir.path / "optuna.db", frozen["search_seed"])
     except UserError as e:  # the studies are a record beside the search: the table stands without
         report["what_mattered"], report["what_mattered_missing"] = {}, str(e)
-        print(f"raysearch: {e}: the report leaves out What mattered", file=sys.stderr)
+        log.warning(f"raysearch: {e}: the report leaves out What mattered")
     for row in report["rows"]:  # name the runs where they live (a URI RUN_DIR's, not the staging)
         for fig in row["arms"].values():
             fig["runs"] = [run_dir.located(Path(r)) for r in fig["runs"]]

@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
+import logging
 from pathlib import Path
 
 from raysearch.errors import UserError
 from raysearch.reporting.freeze import TEACHER
 from raysearch.reporting.options import ReportOptions
-from raysearch.searching.cluster import ClusterOptions, ray_cluster
+from raysearch.searching.cluster import ray_cluster
 from raysearch.searching.experiment import TrialSet, epochs_run, run_experiment
+from raysearch.searching.options import ClusterOptions
 from raysearch.searching.rundir import RunDir
 from raysearch.searching.trainable import trained_network
 from raysearch.training.checkpoint import load_checkpoint
 from raysearch.training.config import PSEUDO, TrainConfig
 from raysearch.training.evaluation import evaluate_frozen
+
+log = logging.getLogger(__name__)
 
 
 def seed_trials(frozen: dict, todo: list[tuple[str, int]], trial_constants: dict) -> TrialSet:
@@ -59,11 +62,9 @@ def run_seeds(options: ReportOptions, run_dir: RunDir, frozen: dict, data, seeds
         cluster.put_data(data)
         cluster.put_teachers({int(size): load_checkpoint(path) for size, path in frozen["teachers"].items()})
         trial_set = seed_trials(frozen, todo, cluster.trial_constants())
-        print(
+        log.info(
             f"report: training {len(todo)} run(s) ({len(seeds)} seed(s) x {len(frozen['configs'])} "
-            f"arms) as Tune run {trial_set.name}",
-            file=sys.stderr,
-            flush=True,
+            f"arms) as Tune run {trial_set.name}"
         )
         hint = "run the same report command again to continue"
         results = run_experiment(trial_set, cluster, run_dir, resume=True, resume_hint=hint)

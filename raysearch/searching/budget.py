@@ -12,22 +12,11 @@ from raysearch.searching.cluster import Cluster
 from raysearch.searching.experiment import TrialSet
 from raysearch.searching.options import SearchOptions
 from raysearch.searching.progress import expected_epochs
-from raysearch.searching.space import stage_space, to_optuna, to_tune
+from raysearch.searching.space import space_path, stage_space, to_optuna, to_tune
 from raysearch.training.config import METRIC, MODE, PSEUDO, TrainConfig, arm_name, derived_seed
 
-PAPER_SPACE = "search_spaces/default.yaml"  # the paper's budget: meant for GPUs
-
-
-CPU_SPACE = "search_spaces/cpu.yaml"  # a budget a 2-core machine finishes in about half an hour
-
-
-def default_space_path(name: str) -> Path:
-    """--space as given, else relative to the repository (an installed checkout)."""
-    p = Path(name)
-    if p.is_file() or p.is_absolute():
-        return p
-    beside = Path(__file__).resolve().parents[2] / name
-    return beside if beside.is_file() else p
+PAPER_SPACE = "default"  # the paper's budget: meant for GPUs
+CPU_SPACE = "cpu"  # a budget a 2-core machine finishes in about half an hour
 
 
 def plain_config(config: dict, keys) -> dict:
@@ -123,18 +112,18 @@ def choose_space(options: SearchOptions, recorded: str | None) -> tuple[Path, st
     """The space file and, when raysearch chose it, why (said at start): the one a resumed run
     recorded; else the paper's budget when trials get GPUs and the CPU budget when they do not."""
     if options.space:
-        path = default_space_path(options.space)
-        if options.gpus_per_trial <= 0 and path.resolve() == default_space_path(PAPER_SPACE).resolve():
+        path = space_path(options.space)
+        if options.gpus_per_trial <= 0 and path.resolve() == space_path(PAPER_SPACE).resolve():
             return path, (
                 f"the paper's budget, meant for GPUs: on CPUs alone it takes days (a paper-scale teacher "
-                f"epoch took 2 min on 2 cores, BENCHMARKS.md); {CPU_SPACE} fits a CPU machine"
+                f"epoch took 2 min on 2 cores, BENCHMARKS.md); --space {CPU_SPACE} fits a CPU machine"
             )
         return path, ""
     if recorded:
         return Path(recorded), "recorded by the run being resumed"
     if options.gpus_per_trial > 0:
-        return default_space_path(PAPER_SPACE), "the paper's budget (trials get GPUs; --space to choose)"
-    return default_space_path(CPU_SPACE), (
-        f"picked: trials run on CPUs (--gpus-per-trial 0), where the paper's {PAPER_SPACE} would take "
-        f"days; --space to choose"
+        return space_path(PAPER_SPACE), "the paper's budget: trials get GPUs; --space to choose"
+    return space_path(CPU_SPACE), (
+        f"the CPU budget: trials run on CPUs (--gpus-per-trial 0), where the paper's space "
+        f"({PAPER_SPACE}) would take days; --space to choose"
     )

@@ -19,81 +19,23 @@ run directory must be visible from every node (probed, not guessed) unless it is
 
 from __future__ import annotations
 
-import math
+import logging
 import os
 import shutil
-import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 from raysearch.errors import UserError
+from raysearch.searching.options import ClusterOptions
 from raysearch.searching.rundir import RunDir
 from raysearch.training.checkpoint import SavedNetwork
 
-
-@dataclass
-class ClusterOptions:
-    """Where trials run and what each gets (the CLI's --address, --cpus-per-trial, ...)."""
-
-    address: str | None = field(default_factory=lambda: os.environ.get("RAY_ADDRESS"))
-    num_cpus: int | None = None  # CPUs of a local Ray (default: all)
-    cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0  # fractions pack trials on one GPU
-    max_concurrent: int = 0  # 0: as many as the cluster's CPUs allow
-    max_failures: int = 2  # restarts of a crashed trial from its checkpoint
-    verbose: bool = False  # Tune's own tables and logs
-
-    def check(self) -> None:
-        """Refuse, before anything is written, what no cluster can give: a trial needs CPUs, no
-        negative GPUs, counts that are counts; a cluster to join must answer (Ray would retry
-        for minutes)."""
-        numbers = (
-            ("--cpus-per-trial", self.cpus_per_trial, 0.0, False, "a number of CPUs > 0"),
-            (
-                "--gpus-per-trial",
-                self.gpus_per_trial,
-                0.0,
-                True,
-                "a number of GPUs >= 0 (1/P packs P trials)",
-            ),
-            ("--max-concurrent", self.max_concurrent, 0, True, "a whole number >= 0 (0: as the CPUs allow)"),
-            ("--max-failures", self.max_failures, 0, True, "a whole number of restarts >= 0"),
-            ("--num-cpus", 1 if self.num_cpus is None else self.num_cpus, 1, True, "a whole number >= 1"),
-        )
-        for flag, value, low, inclusive, expected in numbers:
-            if not (math.isfinite(value) and (value >= low if inclusive else value > low)):
-                raise UserError(f"{flag} {value:g}: expected {expected}")
-        if self.address:
-            check_address(self.address)
-
-
-def check_address(address: str, timeout: float = 5.0) -> None:
-    """A Ray address to join must answer within `timeout` seconds (`auto` is Ray's to find)."""
-    import socket
-    from urllib.parse import urlsplit
-
-    if address == "auto":
-        return
-    where = urlsplit(address if "://" in address else f"ray://{address}")
-    try:
-        host, port = where.hostname, where.port
-    except ValueError:
-        host = port = None
-    if not host or not port:
-        raise UserError(f"--address {address}: expected HOST:PORT of a running Ray cluster's head (or auto)")
-    try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as e:
-        reason = e.strerror or type(e).__name__
-        raise UserError(
-            f"--address {address}: nothing answers there ({reason}); expected the address of a running "
-            f"Ray cluster's head (`ray start --head` prints it)"
-        ) from None
+log = logging.getLogger(__name__)
 
 
 class SharedObjects:
@@ -345,4 +287,4 @@ def ray_cluster(options: ClusterOptions, run_dir: RunDir) -> Iterator[Cluster]:
         if temp is not None and not options.verbose:  # --verbose keeps Ray's logs
             shutil.rmtree(temp, ignore_errors=True)
         elif temp is not None:
-            print(f"Ray's logs: {temp}", file=sys.stderr)
+            log.info(f"Ray's logs: {temp}")

@@ -14,6 +14,7 @@ that was interrupted: an arm is never summarized as if it had finished.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from raysearch.errors import UserError
@@ -21,6 +22,8 @@ from raysearch.searching.cluster import Cluster
 from raysearch.searching.combined import CombinedScheduler, CombinedSearcher
 from raysearch.searching.rundir import RunDir
 from raysearch.training.config import METRIC, MODE
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -101,7 +104,6 @@ def run_experiment(
     Tune returns normally when interrupted (Ctrl-C), its state saved; a trial_set with trials not yet
     terminated is then reported as interrupted (a UserError ending in `resume_hint`).
     """
-    import sys
 
     from ray import tune
 
@@ -110,11 +112,11 @@ def run_experiment(
 
     path = run_dir.experiment(trial_set.name)
     if resume and tune.Tuner.can_restore(path):
-        print(f"resuming {trial_set.name} from {path}", file=sys.stderr)
+        log.info(f"resuming {trial_set.name} from {path}")
         if run_dir.uri is None:  # a RUN_DIR moved since: its new trials must stay in the new place
             moved = repoint_search_state(path, str(run_dir.path))
             if moved:
-                print(f"the run was at {moved[0]}: new trials go to {run_dir.path}", file=sys.stderr)
+                log.info(f"the run was at {moved[0]}: new trials go to {run_dir.path}")
         tuner = tune.Tuner.restore(path, trainable=cluster.trainable(), resume_errored=True)
     else:
         tuner = _tuner(trial_set, cluster, run_dir, list(callbacks))

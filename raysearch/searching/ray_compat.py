@@ -19,9 +19,9 @@ either breaks this file alone (checked on Ray 2.60 and Optuna 5.x). Each names w
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -35,6 +35,8 @@ from ray.tune.search.optuna import OptunaSearch
 
 from raysearch.errors import first_line
 from raysearch.searching.tracking import HPARAMS, plain
+
+log = logging.getLogger(__name__)
 
 
 class AshaAwareOptunaSearch(OptunaSearch):
@@ -94,13 +96,12 @@ class AshaAwareOptunaSearch(OptunaSearch):
             if "not a database" in str(e) and os.path.isfile(path):  # damaged: set it aside, rewrite
                 aside = f"{path}.damaged-{int(time.time())}"
                 os.replace(path, aside)
-                print(f"raysearch: {path} was damaged: set aside as {aside}, written anew", file=sys.stderr)
+                log.warning(f"raysearch: {path} was damaged: set aside as {aside}, written anew")
                 return self._record(trial_id)
             reason = first_line(e)
-            print(
+            log.warning(
                 f"raysearch: {path}: could not record trial {trial_id} ({reason}); it is kept in the "
-                f"search's state and written at the next trial's end",
-                file=sys.stderr,
+                f"search's state and written at the next trial's end"
             )
 
     def _copy_finished(self) -> None:

@@ -20,9 +20,9 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
-import sys
 import tempfile
 import threading
 import time
@@ -33,6 +33,8 @@ from pathlib import Path
 from raysearch.data.cache import cache_dir
 from raysearch.errors import UserError, first_line
 from raysearch.files import read_json, write_error, write_text
+
+log = logging.getLogger(__name__)
 
 # What --resume needs from a URI RUN_DIR: the progress record, its wall time, the Optuna studies,
 # the teachers, the chosen models.
@@ -258,7 +260,7 @@ class WallClock:
         try:
             recorded = read_json(path) if path.is_file() else {}
         except UserError as e:  # only the wall time's accounting: go on, and say so
-            print(f"{e}; counting the wall time afresh from here", file=sys.stderr)
+            log.warning(f"{e}; counting the wall time afresh from here")
             recorded = {}
         self.before = float(recorded.get("seconds", 0.0))
         self.invocations = int(recorded.get("invocations", 0)) + 1

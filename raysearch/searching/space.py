@@ -169,11 +169,27 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+SHIPPED = ("default", "cpu", "tiny")  # the spaces the package carries (search_spaces/ in the repository)
+
+
+def space_path(name: str | Path) -> Path:
+    """--space: a shipped space by name (default: the paper's budget, cpu: a 2-core machine's,
+    tiny: demos and tests), or the path of a YAML file."""
+    if str(name) in SHIPPED:
+        from importlib.resources import files
+
+        return Path(str(files("raysearch.search_spaces") / f"{name}.yaml"))
+    return Path(name).expanduser()
+
+
 def load_space(path: str | Path) -> dict:
     """Read and validate a space file; raises UserError naming the file and the offending key."""
-    path = Path(path)
+    path = space_path(path)
     if not path.is_file():
-        raise UserError(f"{path}: no such search space file")
+        raise UserError(
+            f"{path}: no such search space file; expected a YAML file or a shipped space "
+            f"({', '.join(SHIPPED)})"
+        )
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as e:

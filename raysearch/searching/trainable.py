@@ -12,8 +12,8 @@ A trial restarted after a crash (FailureConfig) resumes from its last checkpoint
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 import tempfile
 import time
 from dataclasses import fields
@@ -26,6 +26,8 @@ from raysearch.training.checkpoint import SavedNetwork
 from raysearch.training.config import TrainConfig
 from raysearch.training.embeddings import embed_training_records
 from raysearch.training.stage import train_stage
+
+log = logging.getLogger(__name__)
 
 STATE_FILE = "state.pt"
 
@@ -160,18 +162,14 @@ def readable_state(checkpoint) -> dict | None:
             state = load_trial_state(type(checkpoint)(path, filesystem=checkpoint.filesystem))
         except Exception:
             continue
-        print(
+        log.warning(
             f"raysearch: {checkpoint.path} is damaged ({reason}): resuming from {os.path.basename(path)}, "
-            f"epoch {int(state['epoch']) + 1}, and redoing the epochs after it",
-            file=sys.stderr,
-            flush=True,
+            f"epoch {int(state['epoch']) + 1}, and redoing the epochs after it"
         )
         return state
-    print(
+    log.warning(
         f"raysearch: {checkpoint.path} is damaged ({reason}) and no earlier one is kept: "
-        f"this trial starts afresh",
-        file=sys.stderr,
-        flush=True,
+        f"this trial starts afresh"
     )
     return None
 

@@ -10,30 +10,24 @@ comparison. What chooses a configuration is METRIC, the validation macro-AUC.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-import torch
-
-from raysearch.data.ptbxl import PTBXL
+from raysearch.data.dataset import DataOptions
 from raysearch.data.schema import RECORD_SECONDS, lead_label, parse_leads
 from raysearch.errors import UserError
-from raysearch.training.models import ARCHS, ModelConfig
 
-# A stage is what is trained; an arm is one side of the comparison for a lead subset.
+if TYPE_CHECKING:
+    from raysearch.data.ptbxl import PTBXL
+
 # What chooses a configuration: validation (fold 9) macro-AUC, higher is better.
 METRIC, MODE = "val_macro_auc", "max"
+# A stage is what is trained; an arm is one side of the comparison for a lead subset.
 STAGES = ("teacher", "student", "baseline")
-
-
 ARMS = ("student", "baseline")
-
-
 PSEUDO = {"teacher": None, "student": True, "baseline": False}  # the paper's name for each stage
-
-
 SIMS = ("l1", "l2", "cosine")
-
-
+ARCHS = ("inception", "resnet1d")  # the teacher's InceptionTime, the students' resnet1d
 SEED_RANGE = 2**32  # seeds are 0 .. 2^32 - 1 (what NumPy's and Optuna's generators take)
 
 
@@ -48,22 +42,8 @@ def derived_seed(seed: int, offset: int) -> int:
     return (seed + offset) % SEED_RANGE
 
 
-def autocast(precision: str, device: torch.device, cache: bool = True):
-    """Mixed precision per the config (fp16 needs CUDA); `cache=False` inside CUDA-graph capture."""
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    if precision == "fp16" and device.type != "cuda":
-        raise UserError("precision fp16 needs a CUDA device; use bf16 or fp32 on a CPU")
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)
-
-
 PRECISIONS = ("fp32", "bf16", "fp16")  # what a model may be evaluated in
-
-
 TRAIN_PRECISIONS = ("fp32", "bf16")  # fp16 would need loss scaling (a GradScaler) to train
-
-
 GRAPHS = ("auto", "on", "off")
 
 
@@ -150,22 +130,21 @@ class TrainConfig:
         """The leads this stage reads, as indices in PTB-XL order (the label parsed once, here)."""
         return parse_leads(self.leads)
 
-    def model_config(self) -> ModelConfig:
-        return ModelConfig(
-            arch=self.arch,
-            n_leads=len(self.lead_indices),
-            width=self.width,
-            depth=self.depth,
-            embedding_size=self.embedding_size,
-        )
 
+@dataclass
+class TrainOptions(DataOptions):
+    """`python -m raysearch train`: one stage into its own RUN_DIR, without Ray.
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UserError(f"device {name!r}: CUDA is not available on this machine")
-    return torch.device(name)
+    The stage follows from the options: a `teacher` checkpoint trains a student (pseudo = True),
+    `baseline` the same network without teacher (pseudo = False), neither the 12-lead teacher.
+    `config` holds the other TrainConfig fields (leads, lr, epochs, ...).
+    """
+
+    out: str = ""
+    teacher: str | None = None
+    baseline: bool = False
+    embedding_size: int | None = None  # None: the teacher's, else TrainConfig's default
+    config: dict = field(default_factory=dict)
 
 
 def _window_starts(total: int, length: int, stride: int) -> list[int]:
@@ -187,13 +166,6 @@ def window_geometry(cfg: TrainConfig, sampling_rate: int, total: int) -> tuple[i
     length, stride = window_size(cfg, sampling_rate)
     length = length or total
     return length, _window_starts(total, length, stride)
-
-
-def use_graphs(cfg: TrainConfig, device: torch.device) -> bool:
-    """Whether the step runs as one CUDA graph: `graphs` auto means on CUDA devices."""
-    if cfg.graphs == "on" and device.type != "cuda":
-        raise UserError(f"graphs on: CUDA graphs need a CUDA device, this stage runs on {device}")
-    return cfg.graphs != "off" and device.type == "cuda"
 
 
 def crop_length(cfg: TrainConfig, data: PTBXL) -> int:

@@ -20,7 +20,8 @@ from raysearch.training.checkpoint import (
     SavedNetwork,
     import_net,
 )
-from raysearch.training.config import TrainConfig, autocast, crop_length, pick_device
+from raysearch.training.config import TrainConfig, crop_length
+from raysearch.training.device import autocast, pick_device
 
 
 @dataclass

@@ -29,13 +29,8 @@ from raysearch.training.checkpoint import (
     import_net,
     save_checkpoint,
 )
-from raysearch.training.config import (
-    PSEUDO,
-    TrainConfig,
-    autocast,
-    pick_device,
-    window_geometry,
-)
+from raysearch.training.config import PSEUDO, TrainConfig, window_geometry
+from raysearch.training.device import autocast, pick_device
 from raysearch.training.metrics import bootstrap_ci, macro_auc, per_class_auc
 from raysearch.training.models import ContrastiveNet
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from raysearch.data.metadata import META_DIM
+from raysearch.training.config import ARCHS, TrainConfig
 
 
 @dataclass
@@ -44,6 +45,17 @@ class ModelConfig:
         d = dict(d)
         d["kernels"] = tuple(d.get("kernels", cls.kernels))
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+    @classmethod
+    def of(cls, cfg: TrainConfig) -> ModelConfig:
+        """The network a (resolved) stage config trains."""
+        return cls(
+            arch=cfg.arch,
+            n_leads=len(cfg.lead_indices),
+            width=cfg.width,
+            depth=cfg.depth,
+            embedding_size=cfg.embedding_size,
+        )
 
 
 class MaxPool(nn.Module):
@@ -164,9 +176,6 @@ def build_encoder(cfg: ModelConfig) -> nn.Module:
     if cfg.arch == "resnet1d":
         return ResNet1d(cfg.n_leads, cfg.width, cfg.depth, cfg.kernels[-1])
     raise ValueError(f"unknown architecture {cfg.arch!r}: expected one of {', '.join(ARCHS)}")
-
-
-ARCHS = ("inception", "resnet1d")
 
 
 class ContrastiveNet(nn.Module):

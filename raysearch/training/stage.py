@@ -14,6 +14,7 @@ cosine) schedule, bfloat16 autocast optional; the validation fold is evaluated e
 from __future__ import annotations
 
 import copy
+import logging
 import math
 import sys
 import time
@@ -36,16 +37,11 @@ from raysearch.training.checkpoint import (
     data_stats,
     import_net,
 )
-from raysearch.training.config import (
-    TRAIN_PRECISIONS,
-    TrainConfig,
-    crop_length,
-    pick_device,
-    use_graphs,
-)
+from raysearch.training.config import TRAIN_PRECISIONS, TrainConfig, crop_length
+from raysearch.training.device import pick_device, use_graphs
 from raysearch.training.embeddings import TeacherEmbeddings, check_embeddings, embed_training_records
 from raysearch.training.evaluation import evaluate
-from raysearch.training.models import ContrastiveNet
+from raysearch.training.models import ContrastiveNet, ModelConfig
 from raysearch.training.optimizer import (
     BETAS,
     CapturableAdamW,
@@ -54,6 +50,8 @@ from raysearch.training.optimizer import (
     portable_optimizer_state,
 )
 from raysearch.training.step import TrainStep, kept_step
+
+log = logging.getLogger(__name__)
 
 EpochCallback = Callable[[dict, Callable[[], dict]], "bool | None"]
 
@@ -86,7 +84,7 @@ def train_stage(
     cfg = cfg.resolved()
     device = _device_for(cfg)
     torch.manual_seed(cfg.seed)
-    net = ContrastiveNet(cfg.model_config()).to(device)
+    net = ContrastiveNet(ModelConfig.of(cfg)).to(device)
     teacher_net, cache = _teacher_for(cfg, net, data, teacher, cache, device, progress)
     step = build_step(cfg, data, device, net, teacher_net, cache, use_graphs(cfg, device))
     net, optimizer = step.net, step.optimizer
@@ -133,10 +131,7 @@ def _teacher_for(cfg, net, data, teacher, cache, device, progress) -> tuple:
     if not cfg.teacher_cache:
         return teacher_net, None
     if cache is None:
-        if progress:
-            print(
-                f"computing the teacher's embeddings at {cfg.teacher_cache} crops per record", file=sys.stderr
-            )
+        log.info(f"computing the teacher's embeddings at {cfg.teacher_cache} crops per record")
         cache = embed_training_records(teacher, data, cfg)
     check_embeddings(cache, cfg, data)
     return teacher_net, cache

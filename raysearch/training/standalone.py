@@ -4,35 +4,18 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from raysearch.data.dataset import DataOptions, open_dataset
+from raysearch.data.dataset import open_dataset
 from raysearch.data.ptbxl import require_answerable
 from raysearch.errors import UserError
 from raysearch.training.checkpoint import (
     check_teacher,
     load_teacher,
 )
-from raysearch.training.config import TrainConfig
+from raysearch.training.config import TrainConfig, TrainOptions
 from raysearch.training.evaluation import final_metrics, write_run
 from raysearch.training.stage import train_stage
-
-
-@dataclass
-class TrainOptions(DataOptions):
-    """`python -m raysearch train`: one stage into its own RUN_DIR, without Ray.
-
-    The stage follows from the options: a `teacher` checkpoint trains a student (pseudo = True),
-    `baseline` the same network without teacher (pseudo = False), neither the 12-lead teacher.
-    `config` holds the other TrainConfig fields (leads, lr, epochs, ...).
-    """
-
-    out: str = ""
-    teacher: str | None = None
-    baseline: bool = False
-    embedding_size: int | None = None  # None: the teacher's, else TrainConfig's default
-    config: dict = field(default_factory=dict)
 
 
 def train_one(options: TrainOptions, progress: bool = True) -> dict:

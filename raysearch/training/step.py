@@ -19,7 +19,7 @@ capture, memory) says so in one line and the trial goes on eagerly.
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable
 
 import numpy as np
@@ -28,9 +28,11 @@ from torch import nn
 
 from raysearch.errors import first_line
 from raysearch.training.batches import EpochPlan, Signals
-from raysearch.training.config import autocast
+from raysearch.training.device import autocast
 from raysearch.training.embeddings import DeviceEmbeddings
 from raysearch.training.models import ContrastiveNet
+
+log = logging.getLogger(__name__)
 
 WARMUP_STEPS = 3  # eager steps on a side stream before capture (allocator, cuBLAS/cuDNN workspaces)
 
@@ -183,11 +185,9 @@ class TrainStep:
             if not self.fallback:
                 raise
             reason = first_line(e)
-            print(
+            log.warning(
                 f"graphs auto: capturing the training step failed ({reason}); this trial continues "
-                f"eagerly (graphs off: same sums, slower)",
-                file=sys.stderr,
-                flush=True,
+                f"eagerly (graphs off: same sums, slower)"
             )
             self.graphed = False
             replay = None

@@ -142,8 +142,8 @@ def test_paths_the_release_names_stay_inside_dest(mirror, tmp_path):
         assert not (tmp_path / "dl" / "dest" / "records100").exists()  # refused before any fetch
 
 
-def test_plain_http_is_named_and_other_schemes_refused(mirror, tmp_path, capsys):
+def test_plain_http_is_named_and_other_schemes_refused(mirror, tmp_path, caplog):
     with pytest.raises(UserError, match="scheme 'ftp'; expected https://"):
         download(tmp_path / "dl", base_url="ftp://mirror.example/ptb-xl/", progress=False)
     download(tmp_path / "dl", base_url=mirror[1], progress=False)
-    assert "is plain http: unencrypted" in capsys.readouterr().err
+    assert "is plain http: unencrypted" in caplog.text

@@ -12,7 +12,8 @@ from conftest import run_cli, run_main
 from scipy.signal import resample_poly
 
 from raysearch.data.schema import CLASSES
-from raysearch.deploy.predict import PredictOptions, predict_records
+from raysearch.deploy.options import PredictOptions
+from raysearch.deploy.predict import predict_records
 from raysearch.errors import UserError
 
 

@@ -36,7 +36,8 @@ def test_unmeetable_requests_fail_fast(tmp_path, real_ptbxl, option, fragment):
 def test_a_joined_cluster_counts_what_its_autoscaler_can_add():
     import yaml
 
-    from raysearch.searching.cluster import ClusterOptions, unmet_request
+    from raysearch.searching.cluster import unmet_request
+    from raysearch.searching.options import ClusterOptions
 
     node_types = yaml.safe_load((REPO / "cluster.yaml").read_text())["available_node_types"]
     head = [{"CPU": 8.0}]  # an autoscaling cluster before any worker is up
@@ -109,7 +110,8 @@ def test_a_local_ray_listens_on_loopback_only(tmp_path, monkeypatch):
     search's own local Ray must not be reachable from other machines."""
     import ray
 
-    from raysearch.searching.cluster import ClusterOptions, ray_cluster
+    from raysearch.searching.cluster import ray_cluster
+    from raysearch.searching.options import ClusterOptions
     from raysearch.searching.rundir import RunDir
 
     ray_tmp = tempfile.mkdtemp(prefix="rsl", dir="/tmp")

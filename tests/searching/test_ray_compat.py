@@ -59,7 +59,7 @@ def test_finished_trials_are_kept_on_disk_once_each(tmp_path):
     assert trials[0].intermediate_values == {1: 0.6, 2: 0.7} and "lr" in trials[1].params
 
 
-def test_a_study_file_that_cannot_be_written_catches_up_or_is_set_aside(tmp_path, capsys):
+def test_a_study_file_that_cannot_be_written_catches_up_or_is_set_aside(tmp_path, caplog):
     import optuna
 
     db = tmp_path / "optuna.db"
@@ -71,10 +71,10 @@ def test_a_study_file_that_cannot_be_written_catches_up_or_is_set_aside(tmp_path
             searcher.suggest(trial_id)
             searcher.on_trial_complete(trial_id, {METRIC: 0.8, "training_iteration": 4})
             if trial_id == "first":  # not writable (as on a full disk): said, the search goes on
-                assert "could not record trial first" in capsys.readouterr().err
+                assert "could not record trial first" in caplog.text
                 db.write_bytes(b"damaged" * 200)  # and now a damaged file where the studies go
                 AshaAwareOptunaSearch.keep_studies_in(f"sqlite:///{db}")
-        assert "was damaged: set aside as" in capsys.readouterr().err
+        assert "was damaged: set aside as" in caplog.text
     finally:
         AshaAwareOptunaSearch.keep_studies_in(None)
     trials = optuna.load_study(study_name="student-4", storage=f"sqlite:///{db}").trials

@@ -8,7 +8,7 @@ from ray import tune
 
 from raysearch.searching.trainable import STATE_FILE, load_trial_state, trained_network, trial_config
 from raysearch.training.config import TrainConfig
-from raysearch.training.models import ContrastiveNet
+from raysearch.training.models import ContrastiveNet, ModelConfig
 
 
 def test_trial_config_keeps_train_fields_only():
@@ -18,7 +18,7 @@ def test_trial_config_keeps_train_fields_only():
 
 def test_a_trial_checkpoint_gives_back_its_network():
     cfg = TrainConfig(stage="baseline", leads="2", width=4, depth=2, embedding_size=8).resolved()
-    net = ContrastiveNet(cfg.model_config())
+    net = ContrastiveNet(ModelConfig.of(cfg))
     state = {
         "model": net.state_dict(),
         "config": vars(cfg),
@@ -36,7 +36,7 @@ def test_a_trial_checkpoint_gives_back_its_network():
     assert all(torch.equal(blob.weights[k], v) for k, v in net.state_dict().items())
 
 
-def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, capsys):
+def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, caplog):
     from raysearch.searching.trainable import readable_state
 
     for epoch in (0, 1, 2):
@@ -47,9 +47,9 @@ def test_a_damaged_last_checkpoint_falls_back_to_the_one_before(tmp_path, capsys
     last.write_bytes(last.read_bytes()[:40])  # a copy cut short (a full disk, a killed upload)
     state = readable_state(tune.Checkpoint.from_directory(str(tmp_path / "checkpoint_000002")))
     assert state["epoch"] == 1
-    err = capsys.readouterr().err
+    err = caplog.text
     assert "checkpoint_000002 is damaged" in err and "resuming from checkpoint_000001, epoch 2" in err
     for epoch in (0, 1):
         (tmp_path / f"checkpoint_00000{epoch}" / STATE_FILE).write_text("junk")
     assert readable_state(tune.Checkpoint.from_directory(str(tmp_path / "checkpoint_000002"))) is None
-    assert "no earlier one is kept: this trial starts afresh" in capsys.readouterr().err
+    assert "no earlier one is kept: this trial starts afresh" in caplog.text

@@ -17,14 +17,14 @@ from raysearch.training.checkpoint import (
     save_checkpoint,
 )
 from raysearch.training.config import TrainConfig
-from raysearch.training.models import ContrastiveNet
+from raysearch.training.models import ContrastiveNet, ModelConfig
 
 
 def _net(stage="teacher", leads="12", size=16):
     cfg = TrainConfig(stage=stage, leads=leads, width=4, depth=3 if stage == "teacher" else 2).resolved()
     cfg.embedding_size = size
     torch.manual_seed(0)
-    return ContrastiveNet(cfg.model_config()), cfg
+    return ContrastiveNet(ModelConfig.of(cfg)), cfg
 
 
 def test_round_trip_keeps_weights_config_and_data_stats(tmp_path, synthetic_ptbxl):

@@ -15,7 +15,7 @@ from raysearch.data.ptbxl import load_ptbxl
 from raysearch.training.batches import Signals, crop_grid, epoch_plan
 from raysearch.training.config import TrainConfig
 from raysearch.training.embeddings import embed_training_records
-from raysearch.training.models import ContrastiveNet
+from raysearch.training.models import ContrastiveNet, ModelConfig
 from raysearch.training.optimizer import make_optimizer
 from raysearch.training.stage import train_stage
 from raysearch.training.step import TrainStep, similarity
@@ -60,7 +60,7 @@ def test_weighted_similarity_ignores_weight_zero_records(kind):
 def _step(cfg, data, device="cpu", teacher=None, cache=None, graphed=False, resident=True):
     cfg = TrainConfig(**cfg).resolved()
     torch.manual_seed(0)
-    net = ContrastiveNet(cfg.model_config()).to(device)
+    net = ContrastiveNet(ModelConfig.of(cfg)).to(device)
     opt = make_optimizer([p for p in net.parameters() if p.requires_grad], cfg.lr, cfg.weight_decay, graphed)
     signals = Signals(data, torch.device(device), resident=resident)
     step = TrainStep(
@@ -168,13 +168,13 @@ def _losses(result) -> list[float]:
     return [h["train_loss"] for h in result.history]
 
 
-def test_a_capture_that_fails_under_graphs_auto_goes_on_eagerly_and_is_not_kept(data, fake_graphs, capsys):
+def test_a_capture_that_fails_under_graphs_auto_goes_on_eagerly_and_is_not_kept(data, fake_graphs, caplog):
     from raysearch.training import step as step_module
 
     cfg = TrainConfig(stage="baseline", leads="3", epochs=2, **TINY)
     fake_graphs.fail = "operation not permitted when stream is capturing\nmore details"
     fell_back = train_stage(cfg, data)
-    err = capsys.readouterr().err
+    err = caplog.text
     assert (
         "graphs auto: capturing the training step failed (operation not permitted when stream is "
         "capturing); this trial continues eagerly" in err

@@ -1,0 +1,1 @@
+"""The search spaces raysearch ships: `--space default` (the paper's budget), `cpu`, `tiny`."""
