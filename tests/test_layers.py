@@ -95,7 +95,7 @@ LAYERS = [
 ]
 PRIVATE = re.compile(
     r"\b(ray\._private|_experiment_analysis|_ot_study|_ot_trials|_completed_trials|_try_log_hparams"
-    r"|_trial_writer|_temp_dir|_trial_runs|_pyarrow_fs_copy_files)\b"
+    r"|_trial_writer|_trial_result|_temp_dir|_trial_runs|_pyarrow_fs_copy_files)\b"
 )
 
 

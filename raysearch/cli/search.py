@@ -100,5 +100,5 @@ def report_main(argv: list[str]) -> int:
 
     report = run_report(options)
     print(markdown(report))
-    print(f"wrote {report['header']['run_dir']}/report.md, report.csv, report.json, report.png")
+    print(f"wrote {report['header']['run_dir']}/{', '.join(report['written'])}")
     return 0

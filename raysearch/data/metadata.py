@@ -51,7 +51,7 @@ def encode_metadata_tensor(raw: torch.Tensor) -> torch.Tensor:
     """Encode raw metadata (n, 4) age, sex, height, weight (NaN = missing) into (n, META_DIM).
 
     Plain tensor operations in `raw`'s dtype, so the same code runs in training (float64, through
-    `encode_metadata`) and inside an exported model's graph (float32, see portable.py).
+    `encode_metadata`) and inside an exported model's graph (float32, see deploy/export.py, Portable).
     """
     age, sex, height, weight = raw.unbind(dim=1)
     age = torch.where(age > AGE_90_PLUS, float(AGE_CENTRES[-1]), age)  # 1.0.3's 300, 1.0.1's 90..95

@@ -82,6 +82,8 @@ def parse_lead_list(spec: str) -> list[str]:
 
 
 RECORD_SECONDS = 10
+# Records in PTB-XL's database (1.0.1 and 1.0.3 alike): a folder with fewer is a subset.
+PTBXL_RECORDS = 21837
 
 
 # Written by synth.py beside a generated dataset: what is loaded from such a folder says so.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -56,6 +57,12 @@ def describe_window(window: int, sampling_rate: int) -> str:
     return f"{window} samples ({window / sampling_rate:g} s at {sampling_rate} Hz)"
 
 
+MISSING_METADATA = (
+    "no metadata: age, sex, height and weight are treated as unknown for every record; the model "
+    "was trained with them where PTB-XL had them, and its probabilities can differ without them"
+)
+
+
 def check_inputs(signals, metadata, leads: tuple[str, ...], window: int, sampling_rate: int) -> tuple:
     """`signals` (n, leads, T >= window) and `metadata` (n, 4) or None as float32 arrays, or a
     UserError saying what was expected."""
@@ -76,6 +83,8 @@ def check_inputs(signals, metadata, leads: tuple[str, ...], window: int, samplin
             f"signals of record(s) {shown} ({len(broken)} of {len(x)}) hold missing or non-finite samples "
             f"(NaN, inf); expected complete records in mV (a model scores only what was recorded)"
         )
+    if metadata is None:  # once per place it is called from (Python's default warning filter)
+        warnings.warn(MISSING_METADATA, UserWarning, stacklevel=3)
     meta = np.full((len(x), 4), np.nan, np.float32) if metadata is None else np.asarray(metadata, np.float32)
     if meta.shape != (len(x), 4):
         raise UserError(f"metadata of shape {meta.shape}: expected ({len(x)}, 4) {', '.join(META_FIELDS)}")

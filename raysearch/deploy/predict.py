@@ -13,6 +13,7 @@ never loses the others' rows. CSV, or JSON lines for an output named *.jsonl / *
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -20,11 +21,13 @@ import numpy as np
 from raysearch.data.database import raw_metadata, read_tables
 from raysearch.data.schema import SPLITS
 from raysearch.deploy.load import load_model
-from raysearch.deploy.model import describe_window
+from raysearch.deploy.model import MISSING_METADATA, describe_window
 from raysearch.deploy.options import PredictOptions
 from raysearch.deploy.records import RecordError, lookup, read_metadata_csv, read_record
 from raysearch.errors import UserError
 from raysearch.files import write_text, write_with
+
+log = logging.getLogger(__name__)
 
 
 def _folds(text: str) -> tuple[int, ...]:
@@ -91,6 +94,8 @@ def predict_records(options: PredictOptions, progress: bool = True) -> dict:
         raise UserError(f"--out {out}: expected a file in an existing folder")
     model = load_model(options.model, precision=options.precision or "", threads=options.threads)
     inputs = _inputs(options, model.sampling_rate)
+    if not options.data and not options.metadata:
+        log.warning(f"raysearch: {MISSING_METADATA} (--metadata CSV gives them)")
     rows = [{k: v for k, v in item.items() if k in ("record", "ecg_id")} for item in inputs]
     by_length: dict[int, list[tuple[int, np.ndarray]]] = {}
     for i, item in enumerate(tqdm(inputs, desc="reading", unit="rec", disable=not progress or None)):

@@ -65,3 +65,4 @@ class Report(TypedDict, total=False):
     what_mattered: dict[str, dict]
     what_mattered_missing: str  # why What mattered is left out, when it is
     header: dict
+    written: list[str]  # the files written into RUN_DIR, report.json included

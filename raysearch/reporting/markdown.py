@@ -7,7 +7,7 @@ from __future__ import annotations
 from raysearch.data.schema import CLASSES
 from raysearch.reporting.figures import Report, SeedWelch, SplitFigures
 from raysearch.reporting.reading import format_p, reading
-from raysearch.searching.summary import SYNTHETIC_NOTE
+from raysearch.searching.summary import data_line, data_note, scope, title_mark
 
 
 def _pm(fig: SplitFigures) -> str:
@@ -28,15 +28,15 @@ def markdown(report: Report) -> str:
         if k > 1
         else "single-seed (the search's own runs; seed variance unmeasured)"
     )
-    synthetic = h.get("synthetic", False)
+    comparable = scope(h) == "ptbxl"  # the paper's figures beside ours only on all of PTB-XL
     lines = [
-        f"# raysearch report: {h['run_dir']}" + (" (SYNTHETIC data)" if synthetic else ""),
+        f"# raysearch report: {h['run_dir']}{title_mark(h)}",
         "",
-        *([SYNTHETIC_NOTE, ""] if synthetic else []),
+        *data_note(h),
         f"- **Figures:** {kind}"
         f", test = fold 10, validation = fold 9; configurations chosen by the search on validation "
         f"and frozen (report/configs.json) before the test fold was read.",
-        f"- **Data:** {h['data']} ({h['records']} records). **Search:** space {h['space']}, "
+        f"- **Data:** {data_line(h)}. **Search:** space {h['space']}, "
         f"{h['trials']} trials per arm, seed {h['search_seed']}.",
         f"- **Budget:** {h['budget']}.",
         f"- **Device:** {h['device']}. **Wall time:** search {h['wall']['search']} "
@@ -58,7 +58,7 @@ def markdown(report: Report) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in report["rows"]:
-        paper = {} if synthetic else row["paper_val"]
+        paper = row["paper_val"] if comparable else {}
         if row["leads"] == "12":
             t = row["arms"]["teacher"]
             lines.append(

@@ -8,53 +8,72 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from raysearch.reporting.figures import Report, Row
+from raysearch.searching.summary import scope
+
+
+def mattered_panels(mattered: dict) -> tuple[list[tuple[str, str, list]], list[str]]:
+    """What report-mattered.png draws: (arm, searched parameter, points) for every panel that has
+    data, and why each other arm/parameter pair is absent, in words."""
+    panels, absent = [], []
+    for arm, m in mattered.items():
+        points = m["points"]
+        if not points:
+            absent.append(f"{arm}: no trial ran the full budget")
+            continue
+        for param in ("alpha", "lr"):
+            if all(param in p for p in points):
+                panels.append((arm, param, points))
+            elif param == "alpha" and not any("sim" in p for p in points):
+                absent.append(f"{arm} vs alpha: no teacher, no similarity term")
+            else:
+                absent.append(f"{arm} vs {param}: not searched")
+    return panels, absent
 
 
 def plot_mattered(mattered: dict, path: Path) -> bool:
     """Validation macro-AUC of every finished trial against alpha (one colour per similarity) and
-    against learning rate, one row of panels per arm; False (nothing written) without trials."""
-    arms = {arm: m["points"] for arm, m in mattered.items() if m["points"]}
-    if not arms:
+    against learning rate, a panel per arm and searched parameter, and a note naming what is not
+    drawn and why; False (nothing written) when no panel has data."""
+    panels, absent = mattered_panels(mattered)
+    if not panels:
         return False
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, NullFormatter
 
-    fig, axes = plt.subplots(len(arms), 2, figsize=(10, 3.2 * len(arms)), squeeze=False)
+    rows = (len(panels) + 1) // 2
+    note = textwrap.fill("Not drawn: " + "; ".join(absent) + ".", 120) if absent else ""
+    height = 3.2 * rows + 0.25 * (note.count("\n") + 1 if note else 0)
+    fig, axes = plt.subplots(rows, 2, figsize=(10, height), squeeze=False)
     colors = {"l1": "tab:blue", "l2": "tab:orange", "cosine": "tab:green", None: "tab:gray"}
-    for (arm, points), (ax_alpha, ax_lr) in zip(arms.items(), axes, strict=True):
+    names = {"alpha": "alpha", "lr": "learning rate"}
+    for (arm, param, points), ax in zip(panels, axes.flat, strict=False):
         for sim, color in colors.items():
             mine = [p for p in points if p.get("sim") == sim]
-            if not mine:
-                continue
-            label = sim or "no similarity (baseline)"
-            if sim is not None and all("alpha" in p for p in mine):
-                ax_alpha.scatter(
-                    [p["alpha"] for p in mine], [p["val_macro_auc"] for p in mine], c=color, label=label
-                )
-            if all("lr" in p for p in mine):
-                ax_lr.scatter(
-                    [p["lr"] for p in mine], [p["val_macro_auc"] for p in mine], c=color, label=label
-                )
-        for ax, name in ((ax_alpha, "alpha"), (ax_lr, "learning rate")):
-            ax.set_xscale("log")
-            lo, hi = ax.get_xlim()
-            if ax.has_data() and hi < 10 * lo:  # within a decade only minor ticks: plain, slanted labels
-                ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
-                ax.tick_params(axis="x", which="both", labelrotation=30)
-            else:
-                ax.xaxis.set_minor_formatter(NullFormatter())
-            ax.set_xlabel(name)
-            ax.set_ylabel("val macro-AUC")
-            ax.set_title(f"{arm}: val macro-AUC vs {name}", fontsize=10)
-            ax.grid(alpha=0.3)
-            if ax.has_data():
-                ax.legend(fontsize=8)
-            else:
-                ax.text(0.5, 0.5, f"{name} not searched", ha="center", transform=ax.transAxes)
-    fig.tight_layout()
+            if mine:
+                label = sim or "no similarity (baseline)"
+                ax.scatter([p[param] for p in mine], [p["val_macro_auc"] for p in mine], c=color, label=label)
+        ax.set_xscale("log")
+        lo, hi = ax.get_xlim()
+        if hi < 10 * lo:  # within a decade only minor ticks: plain, slanted labels
+            ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:.3g}"))
+            ax.tick_params(axis="x", which="both", labelrotation=30)
+        else:
+            ax.xaxis.set_minor_formatter(NullFormatter())
+        ax.set_xlabel(names[param])
+        ax.set_ylabel("val macro-AUC")
+        ax.set_title(f"{arm}: val macro-AUC vs {names[param]}", fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    for ax in axes.flat[len(panels) :]:
+        ax.remove()
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=8, va="bottom", ha="left")
+    fig.tight_layout(rect=(0, 0.03 * (note.count("\n") + 1) / rows if note else 0, 1, 1))
     fig.savefig(path, dpi=110, format="png")
     plt.close(fig)
     return True
@@ -65,8 +84,8 @@ def plot(report: Report, path: Path) -> None:
     figures as markers. Right: the gain itself, with the paired bootstrap's CI (and Welch's over
     the seeds), beside the paper's claimed gain: the arms' own CIs overlap even where the gain is
     clear. Positions are one slot per lead subset whatever their number; the axes fit our figures,
-    and a paper figure outside them is an arrow at the edge with its value. Synthetic data gets
-    no paper markers (nothing to compare)."""
+    and a paper figure outside them is an arrow at the edge with its value. Synthetic data and a
+    subset of PTB-XL get no paper markers (nothing comparable)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -74,7 +93,8 @@ def plot(report: Report, path: Path) -> None:
 
     rows = report["rows"]
     gains = [r for r in rows if "gain" in r]
-    synthetic = report["header"].get("synthetic", False)
+    kind = scope(report["header"])
+    comparable = kind == "ptbxl"  # the paper's markers only beside figures from all of PTB-XL
     fig, (ax, gx) = plt.subplots(
         1, 2, figsize=(4 + 1.6 * len(rows) + 1.4 * max(len(gains), 1), 5.6),
         gridspec_kw={"width_ratios": [max(len(rows), 1) + 1, max(len(gains), 1) + 1]},
@@ -90,7 +110,7 @@ def plot(report: Report, path: Path) -> None:
             values += [t["ensemble"], *t["ensemble_ci"], *t["per_seed"]]
             if len(t["per_seed"]) > 1:
                 ax.plot([px] * len(t["per_seed"]), t["per_seed"], ".", color=color, alpha=0.4)
-            if not synthetic and row["paper_val"].get(arm):
+            if comparable and row["paper_val"].get(arm):
                 papers.append((px, row["paper_val"][arm], color))
     _fit_axis(ax, values, papers, "paper (val)")
     ax.set_xticks(range(len(rows)), [r["leads"] for r in rows])
@@ -101,10 +121,11 @@ def plot(report: Report, path: Path) -> None:
     title = (
         f"test macro-AUC, {k} seeds per arm (dots: single seeds)" if k > 1 else "test macro-AUC, single seed"
     )
-    ax.set_title(title + (" - SYNTHETIC data" if synthetic else ""), fontsize=11)
+    mark = {"synthetic": " - SYNTHETIC data", "subset": " - a SUBSET of PTB-XL (no paper markers)"}
+    ax.set_title(title + mark.get(kind, ""), fontsize=11)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=9, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2)
-    _plot_gains(gx, gains, synthetic)
+    _plot_gains(gx, gains, comparable)
     fig.tight_layout()
     fig.savefig(path, dpi=120, format="png")
     plt.close(fig)
@@ -149,7 +170,7 @@ def _point_ci(ax, x: float, value: float, ci: list[float], fmt: str, color: str,
     )
 
 
-def _plot_gains(ax, rows: list[Row], synthetic: bool) -> None:
+def _plot_gains(ax, rows: list[Row], comparable: bool) -> None:
     """The gain pseudo = True - False per lead subset, both tests' CIs, the paper's gain, zero."""
     if not rows:  # e.g. a search run with --no-baseline
         ax.text(0.5, 0.5, "no lead subset with both arms", ha="center", transform=ax.transAxes)
@@ -169,7 +190,7 @@ def _plot_gains(ax, rows: list[Row], synthetic: bool) -> None:
             )
             values += [w["diff"], *w["ci"]]
         paper = row["paper_val"]
-        if not synthetic and "student" in paper and "baseline" in paper:
+        if comparable and "student" in paper and "baseline" in paper:
             papers.append((x, paper["student"] - paper["baseline"], "black"))
     _fit_axis(ax, values, papers, "paper (val, single runs)")
     ax.axhline(0, color="grey", linewidth=1)

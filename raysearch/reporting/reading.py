@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from raysearch.reporting.figures import Report
+from raysearch.searching.summary import scope
 
 
 def reading(report: Report) -> list[str]:
@@ -60,10 +61,17 @@ def reading(report: Report) -> list[str]:
             "records; a gain that is real passes both."
         )
     )
-    out.append(
-        "The paper's figures are validation figures of single runs on the fold that also chose "
-        "the models; ours are test figures of configurations frozen before the test fold was read."
-    )
+    if scope(report["header"]) == "subset":
+        h = report["header"]
+        out.append(
+            f"These records are a subset of PTB-XL ({h['records']:,} with a superclass): the verdicts "
+            "hold for this subset only, and the paper's figures (from all of PTB-XL) are not compared."
+        )
+    else:
+        out.append(
+            "The paper's figures are validation figures of single runs on the fold that also chose "
+            "the models; ours are test figures of configurations frozen before the test fold was read."
+        )
     return out
 
 

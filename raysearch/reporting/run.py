@@ -96,6 +96,7 @@ def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, 
         "data": summary["data"],
         "synthetic": bool(summary.get("synthetic", data.synthetic)),
         "records": summary["records"],
+        "database_records": summary.get("database_records"),
         "space": summary["space"],
         "trials": summary["trials"],
         "search_seed": frozen["search_seed"],
@@ -140,10 +141,13 @@ def _report(options: ReportOptions, run_dir: RunDir, t0: float) -> Report:
     run_dir.sync("up")  # configs.json at RUN_DIR before anything reads the test fold
     try:
         report = _tables(options, run_dir, frozen, digest, t0)
+        mattered = any(m["points"] for m in report["what_mattered"].values())
+        report["written"] = ["report.md", "report.csv", "report.json", "report.png"]
+        report["written"] += ["report-mattered.png"] if mattered else []
         write_text(run_dir.path / "report.json", json.dumps(report, indent=1))
         write_with(run_dir.path / "report.csv", lambda tmp: write_csv(report, tmp))
         write_with(run_dir.path / "report.png", lambda tmp: plot(report, tmp))
-        if any(m["points"] for m in report["what_mattered"].values()):
+        if mattered:
             write_with(
                 run_dir.path / "report-mattered.png", lambda tmp: plot_mattered(report["what_mattered"], tmp)
             )

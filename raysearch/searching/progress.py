@@ -6,7 +6,8 @@ its forecast, nothing else.
 
 The view is computed afresh from Tune's own trial list at every step (nothing to keep in sync,
 nothing lost by a resume): trials finished (every epoch), stopped early by ASHA, errored and
-running, the best validation macro-AUC so far, elapsed time and, after the first epochs, the
+running, the best validation macro-AUC so far (of the trials that ran every epoch, at their last
+epoch: what the search would keep now), elapsed time and, after the first epochs, the
 time left for the whole search, kept current. On a terminal the line is refreshed in place;
 in a log it is printed every `interval` seconds and when a row ends.
 """
@@ -72,14 +73,14 @@ class ConsoleProgress(Callback):
         self.rows, self.later, self.slots = list(rows), list(later), max(1, slots)
         self.measured, self.interval = dict(measured or {}), interval
         self.started = started or time.time()  # the search's start: elapsed counts all its rows
-        self.t0, self.last_print, self.reported = time.time(), 0.0, set()
+        self.last_print, self.reported = 0.0, set()
 
     def __getstate__(self):  # Tune pickles callbacks into the experiment; a restore starts anew
-        return {k: v for k, v in self.__dict__.items() if k not in ("t0", "last_print", "reported")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("last_print", "reported")}
 
     def __setstate__(self, state):
         self.__dict__.update(state)
-        self.started = self.t0 = time.time()
+        self.started = time.time()
         self.last_print, self.reported = 0.0, set()
 
     # -- the view ------------------------------------------------------------------------
@@ -101,9 +102,11 @@ class ConsoleProgress(Callback):
             out["epochs"] += iters
             if iters:
                 out["per_epoch"].append(last.get("time_total_s", 0.0) / iters)
-            best = (t.metric_analysis.get(METRIC) or {}).get("max")
-            if best is not None and (out["best"] is None or best > out["best"]):
-                out["best"] = best
+            # what the search would choose now: a trial that ran every epoch, by its last epoch's
+            # value (the kept checkpoint's, as in the summary, the report, TensorBoard and Optuna)
+            final = last.get(METRIC) if t.status == "TERMINATED" and iters >= row.epochs else None
+            if final is not None and (out["best"] is None or final > out["best"]):
+                out["best"] = final
             if t.status == "ERROR":
                 out["errored"] += 1
             elif t.status == "TERMINATED":
@@ -188,7 +191,7 @@ class ConsoleProgress(Callback):
                 self._print(
                     f"{row.name} finished: {row.trials} trials ({c['done']} ran every epoch, "
                     f"{c['stopped']} stopped early, {c['errored']} errored), best val AUC {best}, "
-                    f"{clock(now - self.t0)}",
+                    f"{clock(now - self.started)} elapsed",
                     final=True,
                 )
         if sys.stderr.isatty() or now - self.last_print >= self.interval:

@@ -68,10 +68,21 @@ class AshaAwareOptunaSearch(OptunaSearch):
     def __init__(self, max_t: int, study_name: str = "optuna", **kwargs):
         super().__init__(study_name=study_name, **kwargs)
         self.max_t = max_t
+        self.last_step: dict[str, int] = {}  # per Tune trial, the last epoch Optuna was told of
+
+    def on_trial_result(self, trial_id, result):
+        super().on_trial_result(trial_id, result)
+        if trial_id not in self._completed_trials and "training_iteration" in result:
+            self.last_step[trial_id] = int(result["training_iteration"])
 
     def on_trial_complete(self, trial_id, result=None, error=False):
         if trial_id in self._completed_trials:
             return super().on_trial_complete(trial_id, result=result, error=error)  # Tune's warning
+        if result is not None and not error and self.metric in result and "training_iteration" in result:
+            # Tune gives the result that stopped a trial (ASHA's rung, the last epoch) only here, not
+            # to on_trial_result: without this the study would lack the epoch the trial ended at
+            if int(result["training_iteration"]) > self.last_step.get(trial_id, 0):
+                self.on_trial_result(trial_id, result)
         stopped_early = (
             result is not None
             and not error
@@ -142,6 +153,30 @@ class HParamsLogger(TBXLoggerCallback):
     experiment it finds, so the one RUN_DIR holds (hparams_experiment) must be the only one.
     A value a stage does not have (the teacher's pseudo, a baseline's alpha) is left out.
     """
+
+    def log_trial_result(self, iteration: int, trial, result: dict) -> None:
+        """Each epoch's numbers as scalars named like the results (val_macro_auc, not Tune's
+        ray/tune/val_macro_auc): the names the HParams experiment lists its metrics by."""
+        import math
+
+        from ray.tune.utils import flatten_dict
+
+        if trial not in self._trial_writer:
+            self.log_trial_start(trial)
+        skip = ("config", "pid", "timestamp", "time_total_s", "training_iteration", "trial_id", "done")
+        flat = flatten_dict({k: v for k, v in result.items() if k not in skip}, delimiter="/")
+        scalars = {
+            k: plain(v)
+            for k, v in flat.items()
+            if isinstance(plain(v), (int, float))
+            and not isinstance(plain(v), bool)
+            and math.isfinite(plain(v))
+        }
+        writer = self._trial_writer[trial]
+        for name, value in scalars.items():
+            writer.add_scalar(name, value, global_step=result["training_iteration"])
+        self._trial_result[trial] = scalars
+        writer.flush()
 
     def _try_log_hparams(self, trial, result):
         from tensorboardX.summary import hparams

@@ -141,33 +141,37 @@ def _search(options: SearchOptions, leads: list[str], run_dir: RunDir) -> dict:
     the teacher search and every arm as one experiment, then each arm's summary."""
     from raysearch.searching.ray_compat import AshaAwareOptunaSearch, object_store_stats
 
-    space_path, space_note = choose_space(options, run_dir.progress.get("space_file"))
-    space = load_space(space_path)  # a malformed space fails before Ray starts
-    teachers = Teachers(options, run_dir)  # so does a --teacher that is not one
-    data = open_dataset(options)  # a missing dataset leaves no RUN_DIR behind (owned(fresh=True))
-    require_answerable(data)
-    data.test_sealed = True  # opened only for the chosen configurations (summary.arm_summary)
-    _record_start(run_dir, options, space, data)
-    arms = ARMS[:1] if options.no_baseline else ARMS
-    sizes = embedding_sizes(space, leads)
-    # every invocation's time, a killed one's too (written as it goes): the search's cost is their sum
-    with run_dir.wall_clock() as clock, ray_cluster(options, run_dir) as cluster:
-        cluster.put_data(data)
-        AshaAwareOptunaSearch.keep_studies_in(f"sqlite:///{run_dir.path / STUDIES}")
-        trial_sets = [
-            arm_search(space, lead, arm, options, cluster, teachers.given_size)
-            for lead in leads
-            for arm in arms
-        ]
-        print(_describe(options, leads, arms, trial_sets, space, space_note, data, sizes, cluster, run_dir))
-        teachers.start(space, sizes, cluster)
-        store = {"after_teachers": object_store_stats()} if teachers.trial_set is None else {}
-        todo = [t for t in trial_sets if t.name not in run_dir.progress["stages"]]
-        if todo:
-            _run_arms(options, run_dir, cluster, teachers, trial_sets, todo, data, store)
-        store.setdefault("after_teachers", object_store_stats())
-        store["after_students"] = object_store_stats()
-    return _write_summary(options, leads, arms, run_dir, space, data, clock, store)
+    # every invocation's time, a killed one's too (written as it goes), reading the data included:
+    # the search's cost is their sum
+    with run_dir.wall_clock() as clock:
+        space_path, space_note = choose_space(options, run_dir.progress.get("space_file"))
+        space = load_space(space_path)  # a malformed space fails before Ray starts
+        teachers = Teachers(options, run_dir)  # so does a --teacher that is not one
+        data = open_dataset(options)  # a missing dataset leaves no RUN_DIR behind (owned(fresh=True))
+        require_answerable(data)
+        data.test_sealed = True  # opened only for the chosen configurations (summary.arm_summary)
+        _record_start(run_dir, options, space, data)
+        arms = ARMS[:1] if options.no_baseline else ARMS
+        sizes = embedding_sizes(space, leads)
+        with ray_cluster(options, run_dir) as cluster:
+            cluster.put_data(data)
+            AshaAwareOptunaSearch.keep_studies_in(f"sqlite:///{run_dir.path / STUDIES}")
+            trial_sets = [
+                arm_search(space, lead, arm, options, cluster, teachers.given_size)
+                for lead in leads
+                for arm in arms
+            ]
+            print(
+                _describe(options, leads, arms, trial_sets, space, space_note, data, sizes, cluster, run_dir)
+            )
+            teachers.start(space, sizes, cluster)
+            store = {"after_teachers": object_store_stats()} if teachers.trial_set is None else {}
+            todo = [t for t in trial_sets if t.name not in run_dir.progress["stages"]]
+            if todo:
+                _run_arms(options, run_dir, cluster, teachers, trial_sets, todo, data, store, clock)
+            store.setdefault("after_teachers", object_store_stats())
+            store["after_students"] = object_store_stats()
+        return _write_summary(options, leads, arms, run_dir, space, data, clock, store)
 
 
 def _record_start(run_dir: RunDir, options: SearchOptions, space: dict, data) -> None:
@@ -190,7 +194,7 @@ def _record_start(run_dir: RunDir, options: SearchOptions, space: dict, data) ->
     hparams_experiment(str(run_dir.path), metrics)
 
 
-def _run_arms(options, run_dir, cluster, teachers, trial_sets, todo, data, store) -> None:
+def _run_arms(options, run_dir, cluster, teachers, trial_sets, todo, data, store, clock) -> None:
     """The teacher search (if any) and every arm as one Tune experiment; then each arm summarized
     (its chosen trial evaluated on the test fold, once)."""
     from raysearch.searching.ray_compat import object_store_stats
@@ -206,7 +210,8 @@ def _run_arms(options, run_dir, cluster, teachers, trial_sets, todo, data, store
 
     CombinedSearcher.hooks = {"teacher": teachers_ended}
     lines = [ProgressRow(t.name, t.num_samples, t.epochs, t.mean_epochs or t.epochs) for t in parts]
-    callbacks = [ConsoleProgress(lines, cluster.max_concurrent, measured=teachers.measured)]
+    started = time.time() - clock.this_invocation  # elapsed: this invocation's, data reading included
+    callbacks = [ConsoleProgress(lines, cluster.max_concurrent, measured=teachers.measured, started=started)]
     if options.mlflow:
         from raysearch.searching.ray_compat import MLflowTrialLogger  # imports MLflow: only when asked
 
@@ -237,6 +242,7 @@ def _write_summary(options, leads, arms, run_dir, space, data, clock, store) -> 
         "data": data.source,
         "synthetic": data.synthetic,
         "records": len(data),
+        "database_records": len(data) + data.dropped + len(data.skipped),
         "space": space["_path"],
         "trials": options.trials,
         "seed": options.seed,

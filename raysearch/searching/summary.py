@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import statistics
 
+from raysearch.data.schema import PTBXL_RECORDS
 from raysearch.errors import UserError
 from raysearch.searching.budget import plain_config
 from raysearch.searching.experiment import TrialSet, best_trial, failed_once, sort_trials
@@ -65,14 +66,55 @@ SYNTHETIC_NOTE = (
 )
 
 
+def scope(facts: dict) -> str:
+    """What data a summary or report header describes: "synthetic", "subset" (a part of PTB-XL)
+    or "ptbxl" (its whole database), from its `synthetic`, `records` and `database_records`."""
+    if facts.get("synthetic"):
+        return "synthetic"
+    total = facts.get("database_records")
+    if total is None:  # written before the database's size was kept: judged by the records read
+        return "ptbxl" if facts["records"] >= 21000 else "subset"
+    return "ptbxl" if total >= PTBXL_RECORDS else "subset"
+
+
+def data_line(facts: dict) -> str:
+    """The data and its size, as the summary and the report name them."""
+    n, total = facts["records"], facts.get("database_records")
+    if scope(facts) == "subset":
+        return (
+            f"{facts['data']} ({n:,} records with a superclass; a SUBSET of PTB-XL: "
+            f"{f'{total:,}' if total is not None else '?'} of its {PTBXL_RECORDS:,} records)"
+        )
+    if scope(facts) == "ptbxl" and total is not None:
+        return f"{facts['data']} ({n:,} records with a superclass, of PTB-XL's {total:,})"
+    return f"{facts['data']} ({n:,} records)"
+
+
+def data_note(facts: dict) -> list[str]:
+    """The warning a table of figures that are not comparable with the paper's begins with."""
+    if scope(facts) == "synthetic":
+        return [SYNTHETIC_NOTE, ""]
+    if scope(facts) == "subset":
+        return [
+            "**A SUBSET of PTB-XL**: figures from part of the data are not comparable with the paper's "
+            "(the whole of PTB-XL), which are left out here.",
+            "",
+        ]
+    return []
+
+
+def title_mark(facts: dict) -> str:
+    return {"synthetic": " (SYNTHETIC data)", "subset": " (a SUBSET of PTB-XL)"}.get(scope(facts), "")
+
+
 def summary_markdown(summary: dict) -> str:
     """The side-by-side table of summary.json."""
-    synthetic = summary.get("synthetic", False)
+    comparable = scope(summary) == "ptbxl"  # the paper's figures beside ours only on all of PTB-XL
     lines = [
-        f"# raysearch summary: {summary['name']}" + (" (SYNTHETIC data)" if synthetic else ""),
+        f"# raysearch summary: {summary['name']}{title_mark(summary)}",
         "",
-        *([SYNTHETIC_NOTE, ""] if synthetic else []),
-        f"Data: {summary['data']} ({summary['records']} records). Space: {summary['space']}. "
+        *data_note(summary),
+        f"Data: {data_line(summary)}. Space: {summary['space']}. "
         f"Trials per arm: {summary['trials']}. Test = fold 10, evaluated once for each chosen configuration.",
         "",
         f"Wall time: {summary['wall_seconds'] / 60:.1f} min over {summary['invocations']} invocation(s).",
@@ -85,7 +127,7 @@ def summary_markdown(summary: dict) -> str:
         for arm, r in arms.items():
             cfg = ", ".join(f"{k}={_fmt(v)}" for k, v in r["best_config"].items())
             lo, hi = r["test_macro_auc_ci"]
-            paper = None if synthetic else PAPER_VAL_AUC.get(leads, {}).get(arm)
+            paper = PAPER_VAL_AUC.get(leads, {}).get(arm) if comparable else None
             lines.append(
                 f"| {leads} | {arm} ({'pseudo = True' if arm == 'student' else 'pseudo = False'}) | {cfg} | "
                 f"{r['val_macro_auc']:.4f} | {r['test_macro_auc']:.4f} ({lo:.4f}-{hi:.4f}) | "

@@ -10,8 +10,10 @@ from unittest import mock
 
 from raysearch.errors import UserError, first_line
 
-# The parameters trials are compared by in TensorBoard's HParams dashboard.
-HPARAMS = ("alpha", "sim", "embedding_size", "lr", "leads", "pseudo", "stage")
+# The parameters trials are compared by in TensorBoard's HParams dashboard, in its column order: the
+# searched ones first, then which arm a trial belongs to.
+HPARAMS = ("alpha", "sim", "embedding_size", "lr", "arm", "leads", "pseudo", "stage")
+SEARCHED_HPARAMS = HPARAMS[:4]
 
 
 def plain(value):
@@ -25,6 +27,7 @@ HPARAM_TYPES = {
     "sim": "l1",
     "embedding_size": 128,
     "lr": 1e-3,
+    "arm": "student-4",
     "leads": "4",
     "pseudo": True,
     "stage": "student",
@@ -33,15 +36,33 @@ HPARAM_TYPES = {
 
 def hparams_experiment(logdir: str, metrics: tuple[str, ...]) -> None:
     """Write RUN_DIR's one HParams experiment (once): every parameter any arm has, whatever the
-    trial TensorBoard happens to read first, and `metrics` as Tune logs them (ray/tune/...)."""
+    trial TensorBoard happens to read first, and `metrics` by the names HParamsLogger writes them.
+
+    TensorBoard lists parameters by name, those marked `differs` first, and ticks the first five:
+    the searched ones are marked, so alpha, embedding_size, lr and sim come first and are shown."""
+    from tensorboard.plugins.hparams import api_pb2, plugin_data_pb2
     from tensorboardX import FileWriter
-    from tensorboardX.summary import hparams
+    from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 
     if any(Path(logdir).glob("events.out.tfevents.*")):
         return  # a resumed search: written by its first invocation
-    experiment, _, _ = hparams(hparam_dict=HPARAM_TYPES, metric_dict={f"ray/tune/{m}": 0.0 for m in metrics})
+    kinds = {
+        bool: "DATA_TYPE_BOOL",
+        str: "DATA_TYPE_STRING",
+        int: "DATA_TYPE_FLOAT64",
+        float: "DATA_TYPE_FLOAT64",
+    }
+    experiment = api_pb2.Experiment(
+        hparam_infos=[
+            api_pb2.HParamInfo(name=k, type=kinds[type(v)], differs=k in SEARCHED_HPARAMS)
+            for k, v in HPARAM_TYPES.items()
+        ],
+        metric_infos=[api_pb2.MetricInfo(name=api_pb2.MetricName(tag=m)) for m in metrics],
+    )
+    content = plugin_data_pb2.HParamsPluginData(experiment=experiment, version=0).SerializeToString()
+    metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=content))
     writer = FileWriter(logdir)
-    writer.add_summary(experiment)
+    writer.add_summary(Summary(value=[Summary.Value(tag="_hparams_/experiment", metadata=metadata)]))
     writer.close()
 
 

@@ -121,6 +121,29 @@ def test_a_bad_record_is_listed_and_the_others_written(trained_models, real_ptbx
     assert "1 of 5 records predicted" in done.stderr
 
 
+def test_records_without_metadata_are_scored_as_unknown_and_it_is_said_once(trained_models, real_ptbxl):
+    import warnings
+
+    from raysearch.deploy.load import load_model
+
+    records = [str(real_ptbxl / f"records100/00000/0000{i}_lr") for i in (1, 2, 3)]
+    done = run_main("predict", str(trained_models["student-2"]), *records)
+    assert done.returncode == 0, done.stderr
+    said = [line for line in done.stderr.splitlines() if "no metadata" in line]
+    assert len(said) == 1 and "treated as unknown for every record" in said[0] and "--metadata" in said[0]
+    with_data = run_main(
+        "predict", str(trained_models["student-2"]), "--data", str(real_ptbxl), "--folds", "10"
+    )
+    assert "no metadata" not in with_data.stderr  # PTB-XL's database gives it
+    model = load_model(trained_models["student-2"])
+    signals = np.zeros((2, 2, 1000), np.float32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.predict(signals)
+        model.predict(signals, np.full((2, 4), np.nan, np.float32))  # unknown, and said so: silent
+    assert [str(w.message)[:12] for w in caught] == ["no metadata:"]
+
+
 def test_requests_predict_cannot_serve(trained_models, real_ptbxl, tmp_path):
     model, data = str(trained_models["student-2"]), str(real_ptbxl)
     for options, message in (

@@ -13,12 +13,12 @@ def test_expected_epochs_under_asha():
     assert expected_epochs(30, 5, 3) == pytest.approx(5 + 10 / 3 + 15 / 9)
 
 
-def _trial(row, status, iters, seconds, best):
+def _trial(row, status, iters, seconds, last, best_epoch=None):
     return SimpleNamespace(
         config={"stage": row, "leads": "4", "arm": f"{row}-4"},
         status=status,
-        last_result={"training_iteration": iters, "time_total_s": seconds},
-        metric_analysis={"val_macro_auc": {"max": best}},
+        last_result={"training_iteration": iters, "time_total_s": seconds, "val_macro_auc": last},
+        metric_analysis={"val_macro_auc": {"max": best_epoch or last}},
         trial_id=f"{row}{iters}",
     )
 
@@ -27,12 +27,14 @@ def test_line_counts_trials_and_forecasts_from_measured_epochs():
     student, baseline = ProgressRow("student-4", 4, 4, 2.0), ProgressRow("baseline-4", 4, 4, 2.0)
     view = ConsoleProgress([student], slots=2, later=[baseline])
     trials = [
-        _trial("student", "TERMINATED", 4, 40.0, 0.9),  # every epoch: 10 s each
-        _trial("student", "TERMINATED", 1, 10.0, 0.7),  # stopped early by ASHA
-        _trial("student", "ERROR", 1, 10.0, 0.6),
-        _trial("student", "RUNNING", 2, 20.0, 0.8),
+        _trial("student", "TERMINATED", 4, 40.0, 0.9, best_epoch=0.93),  # every epoch: 10 s each
+        _trial("student", "TERMINATED", 1, 10.0, 0.95),  # stopped early by ASHA
+        _trial("student", "ERROR", 1, 10.0, 0.96),
+        _trial("student", "RUNNING", 2, 20.0, 0.97),
     ]
     line = view.line(trials)
+    # the figure the summary will show: a full trial's last epoch (not its best epoch, not a
+    # stopped, errored or running trial's)
     assert "student-4 3/4 done (1 stopped early, 1 errored), 1 running, best val AUC 0.9000" in line
     # left: student 4 x 2 - 8 epochs done = 0; baseline 4 x 2 = 8 epochs at the arms' 10 s, 2 slots
     assert "~0:40 left]" in line

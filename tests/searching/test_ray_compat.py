@@ -19,14 +19,19 @@ def test_asha_stopped_trials_reach_optuna_as_pruned():
     )
     for trial_id, iterations in (("stopped", 2), ("finished", 4)):
         assert "lr" in searcher.suggest(trial_id)
-        for it in range(1, iterations + 1):
+        for it in range(1, iterations):  # as Tune does: the result that stops a trial goes to
             searcher.on_trial_result(trial_id, {METRIC: 0.5 + it / 10, "training_iteration": it})
-        searcher.on_trial_complete(
+        searcher.on_trial_complete(  # on_trial_complete only (ASHA's rung, or the last epoch)
             trial_id, {METRIC: 0.5 + iterations / 10, "training_iteration": iterations}
         )
     states = [t.state for t in searcher.study.trials]
     assert states == [TrialState.PRUNED, TrialState.COMPLETE]
     assert searcher.study.best_value == 0.9  # the truncated 0.7 is not taken as a finished score
+    # the epoch each trial ended at is in the study: the pruned trial ran 2 epochs, has 2 values
+    assert [t.intermediate_values for t in searcher.study.trials] == [
+        {1: 0.6, 2: 0.7},
+        {1: 0.6, 2: 0.7, 3: 0.8, 4: 0.9},
+    ]
 
 
 def test_finished_trials_are_kept_on_disk_once_each(tmp_path):
@@ -143,6 +148,7 @@ def test_hparams_logger_writes_plain_values_of_constants_too(tmp_path):
         for v in event.summary.value
     }
     assert "_hparams_/experiment" not in tags  # the run's one experiment is hparams_experiment's
+    assert METRIC in tags and not any(t.startswith("ray/") for t in tags)
 
 
 def test_the_hparams_experiment_lists_every_hparam():

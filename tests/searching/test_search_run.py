@@ -51,8 +51,9 @@ def _hparams(run_dir: Path) -> list[dict]:
     return found
 
 
-def _experiments(run_dir: Path) -> dict[Path, set[str]]:
-    """Every HParams experiment in the run's event files: {its folder: the hparams it lists}."""
+def _experiments(run_dir: Path) -> dict[Path, list[str]]:
+    """Every HParams experiment in the run's event files: {its folder: the hparams it lists, in
+    order}."""
     from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
     from tensorboard.plugins.hparams import plugin_data_pb2
 
@@ -62,7 +63,7 @@ def _experiments(run_dir: Path) -> dict[Path, set[str]]:
             for value in event.summary.value:
                 if value.tag == "_hparams_/experiment":
                     data = plugin_data_pb2.HParamsPluginData.FromString(value.metadata.plugin_data.content)
-                    found[path.parent] = {h.name for h in data.experiment.hparam_infos}
+                    found[path.parent] = [h.name for h in data.experiment.hparam_infos]
     return found
 
 
@@ -141,6 +142,18 @@ def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl, tmp_path):
         assert (Path(r["best_dir"]) / "predictions_test.npz").is_file()
     for arm in ("student", "baseline"):  # every arm's study on disk, as Tune saw its trials
         assert _study_states(run_dir, f"{arm}-4") == _tune_states(summary["leads"]["4"][arm])
+    # one figure everywhere: the chosen trial's last epoch, in the progress line, the summary and
+    # the Optuna study (whose pruned trials end with the epoch they stopped at)
+    import optuna
+
+    for arm in ("student", "baseline"):
+        val = summary["leads"]["4"][arm]["val_macro_auc"]
+        assert f"{arm}-4 finished: 3 trials" in out and f"best val AUC {val:.4f}" in out
+        study = optuna.load_study(study_name=f"{arm}-4", storage=f"sqlite:///{run_dir / 'optuna.db'}")
+        assert abs(study.best_value - val) < 1e-6
+        for trial in study.trials:
+            if trial.state.name == "PRUNED":
+                assert trial.intermediate_values and max(trial.intermediate_values) >= 1
     assert set(summary["leads"]["4"]["student"]["best_config"]) == {"alpha", "sim", "embedding_size", "lr"}
     assert set(summary["leads"]["4"]["baseline"]["best_config"]) == {"embedding_size", "lr"}
     assert (run_dir / "teachers" / "16" / "model.pt").is_file()
@@ -159,9 +172,16 @@ def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl, tmp_path):
     # one HParams experiment, at RUN_DIR's top, listing every arm's parameters (TensorBoard shows the
     # first experiment it finds: no trial writes its own)
     experiments = _experiments(run_dir)
-    assert list(experiments) == [run_dir] and experiments[run_dir] == {
-        "alpha", "sim", "embedding_size", "lr", "leads", "pseudo", "stage"
-    }  # fmt: skip
+    assert list(experiments) == [run_dir] and experiments[run_dir] == [
+        "alpha",
+        "sim",
+        "embedding_size",
+        "lr",
+        "arm",
+        "leads",
+        "pseudo",
+        "stage",
+    ]  # fmt: skip  (the searched ones first: TensorBoard shows the first ones ticked)
     hparams = _hparams(run_dir)
     students = [h for h in hparams if h.get("stage") == "student"]
     assert len(students) == 3
@@ -170,7 +190,8 @@ def test_search_end_to_end_synthetic(ray_env, synthetic_ptbxl, tmp_path):
     assert any(h.get("pseudo") is False for h in hparams)
     tags = _scalars(run_dir)
     for tag in ("train_loss", "sim_loss", "val_macro_auc", "val_auc_MI"):
-        assert any(t.endswith(tag) for t in tags), tag
+        assert tag in tags, tag  # named as the HParams experiment's metrics are, no ray/tune/ prefix
+    assert not any(t.startswith("ray/") for t in tags)
 
     # --mlflow: one MLflow run per trial (the teachers' too), named like its folder, each epoch's
     # validation macro-AUC at its step, the searched parameters as the run's parameters
