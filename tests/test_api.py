@@ -41,7 +41,7 @@ def test_readme_example_runs(tmp_path, monkeypatch, synthetic_ptbxl):
         # the same calls on the test's small data and space, two trials at a time on 2 cores
         **{
             'data="synthetic"': f'data="{synthetic_ptbxl}", num_cpus=2, max_concurrent=2, teacher_trials=1',
-            'space="search_spaces/tiny.yaml"': 'space="micro.yaml"',
+            'space="tiny"': 'space="micro.yaml"',
         },
     )
     scope: dict = {}

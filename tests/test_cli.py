@@ -206,3 +206,8 @@ def test_a_seed_at_the_top_of_the_range_stays_valid():
     from raysearch.training.config import derived_seed
 
     assert derived_seed(2**32 - 1, 6) == 5 and derived_seed(7, 2) == 9
+
+
+def test_a_threshold_rule_report_cannot_follow(capsys, tmp_path):
+    line = _main_error(capsys, "report", str(tmp_path), "--threshold-rule", "sensitivity:1.5")
+    assert "threshold rule 'sensitivity:1.5': expected f1, youden or sensitivity:X with 0 < X < 1" in line

@@ -86,6 +86,12 @@ def report_parser() -> argparse.ArgumentParser:
         "without it, summarize the search's single-seed runs",
     )
     p.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples")
+    p.add_argument(
+        "--threshold-rule",
+        default=d.threshold_rule,
+        help="how each class's threshold is chosen on validation: f1 (best F1), youden (best "
+        "sensitivity + specificity - 1) or sensitivity:X (the highest with sensitivity >= X, e.g. 0.9)",
+    )
     add_data_options(p, d, "PTB-XL folder or 'synthetic' (default: the search's own --data)")
     add_cluster_options(p, d)
     return p

@@ -25,6 +25,7 @@ class ArmFigures(TypedDict, total=False):
     val: SplitFigures
     test: SplitFigures
     config: dict
+    operating: dict  # reporting/clinical.py's operating_figures: calibration and the operating point
 
 
 class SeedWelch(TypedDict):
@@ -54,6 +55,7 @@ class Row(TypedDict, total=False):
     paper_val: dict[str, float]
     arms: dict[str, ArmFigures]  # "teacher", or "student" and "baseline"
     gain: Gain
+    f1_gain: dict  # macro-F1 student - baseline at their operating points (paired bootstrap)
 
 
 class Report(TypedDict, total=False):

@@ -11,6 +11,7 @@ from pathlib import Path
 from raysearch.errors import UserError
 from raysearch.files import write_text
 from raysearch.training.checkpoint import load_checkpoint
+from raysearch.training.config import stored_config
 
 TEACHER = "teacher-12"  # the report's name for the 12-lead row's run
 
@@ -19,7 +20,7 @@ def _saved(run_dir: Path, what: str) -> dict:
     path = run_dir / "config.json"
     if not path.is_file():
         raise UserError(f"{path}: missing; expected the {what} saved by the search")
-    return json.loads(path.read_text())["config"]
+    return stored_config(json.loads(path.read_text())["config"], str(path))
 
 
 def freeze(run_dir: Path, location: str | None = None) -> dict:

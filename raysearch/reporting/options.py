@@ -15,4 +15,5 @@ class ReportOptions(DataOptions, ClusterOptions):
     run_dir: str = ""  # the RUN_DIR of a finished search: a path or the URI it stored to
     seeds: int | None = None  # retrain each chosen configuration with K new seeds; None: single-seed
     n_boot: int = 1000
+    threshold_rule: str = "f1"  # f1 | youden | sensitivity:X: each class's threshold, fitted on validation
     data: str | None = None  # type: ignore[assignment]  # None: the search's own --data

@@ -79,6 +79,49 @@ def plot_mattered(mattered: dict, path: Path) -> bool:
     return True
 
 
+def plot_calibration(report: Report, path: Path) -> bool:
+    """Reliability diagrams: per arm (rows) and class (columns), the observed rate of positives
+    against the mean probability in each of 10 bins, before (grey) and after (colour) the
+    calibration fitted on validation; False (nothing written) when no arm has an operating point."""
+    panels = [
+        (f"{row['leads']} {arm}", fig["operating"])
+        for row in report["rows"]
+        for arm, fig in row["arms"].items()
+        if "operating" in fig
+    ]
+    if not panels:
+        return False
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    classes = list(panels[0][1]["per_class"])
+    fig, axes = plt.subplots(
+        len(panels), len(classes), figsize=(2.3 * len(classes), 2.2 * len(panels)), squeeze=False
+    )
+    for (name, operating), row_axes in zip(panels, axes, strict=True):
+        for k, (cls, ax) in enumerate(zip(classes, row_axes, strict=True)):
+            ax.plot([0, 1], [0, 1], color="black", lw=0.6, ls=":")
+            for when, style in (("before", {"color": "0.6", "ls": "--"}), ("after", {"color": "tab:blue"})):
+                points = operating["reliability"][when][k]
+                ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", ms=3, label=when, **style)
+            ece = operating["per_class"][cls]
+            ax.set_title(
+                f"{name} {cls}\nECE {ece['ece_before'][0]:.3f} → {ece['ece_after'][0]:.3f}", fontsize=8
+            )
+            ax.set_xlim(0, 1)
+            ax.set_ylim(0, 1)
+            ax.tick_params(labelsize=7)
+    axes[0][0].legend(fontsize=7)
+    fig.supxlabel("mean predicted probability (test, per bin)", fontsize=9)
+    fig.supylabel("observed rate of positives", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100, format="png")
+    plt.close(fig)
+    return True
+
+
 def plot(report: Report, path: Path) -> None:
     """Left: macro-AUC per lead subset, both arms' ensembles with CIs as error bars, the paper's
     figures as markers. Right: the gain itself, with the paired bootstrap's CI (and Welch's over

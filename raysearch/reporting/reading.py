@@ -45,9 +45,21 @@ def reading(report: Report) -> list[str]:
                 " Only one of the two tests excludes 0.",
                 " Both tests exclude 0.",
             )[passed]
+        at_point = ""
+        if "f1_gain" in row:
+            f = row["f1_gain"]
+            at_point = (
+                f" At the operating points fitted on validation, macro-F1 differs by {f['diff']:+.4f} "
+                f"(95% CI {f['ci'][0]:+.4f} to {f['ci'][1]:+.4f}): "
+                + (
+                    "the teacher changes what the model calls, not only how it ranks."
+                    if _excludes_zero(f["ci"])
+                    else "no evidence that the teacher changes what the model calls."
+                )
+            )
         out.append(
             f"{row['leads']} leads: gain {g['gain']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, p {p_text}); "
-            f"{verdict}.{seeds}"
+            f"{verdict}.{seeds}{at_point}"
         )
     for leads in report["incomplete"]:
         out.append(f"{leads} leads: left out, the search ran only one of the two arms (--no-baseline).")

@@ -23,13 +23,14 @@ from raysearch.reporting.freeze import TEACHER, freeze, write_frozen
 from raysearch.reporting.importance import what_mattered
 from raysearch.reporting.markdown import markdown
 from raysearch.reporting.options import ReportOptions
-from raysearch.reporting.plots import plot, plot_mattered
+from raysearch.reporting.plots import plot, plot_calibration, plot_mattered
 from raysearch.reporting.seeds import run_seeds, single_seed
 from raysearch.reporting.table import build_report
 from raysearch.searching.options import ClusterOptions
 from raysearch.searching.rundir import RunDir
 from raysearch.training.config import TrainConfig, derived_seed
 from raysearch.training.embeddings import teacher_source
+from raysearch.training.operating import check_rule
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,12 @@ def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, 
         runs = {name: [out / "runs" / f"{name}-seed{s}" for s in seeds] for name in frozen["configs"]}
     else:
         runs = single_seed(frozen, data, out, run_dir.path)
-    report = build_report(runs, frozen, options.n_boot)
+
+    def fitted(points: dict) -> None:  # before any test prediction is loaded
+        operating = {name: point.to_dict() for name, point in points.items()}
+        write_text(out / "operating.json", json.dumps(operating, indent=1))
+
+    report = build_report(runs, frozen, options.n_boot, options.threshold_rule, fitted)
     try:
         report["what_mattered"] = what_mattered(run_dir.path / "optuna.db", frozen["search_seed"])
     except UserError as e:  # the studies are a record beside the search: the table stands without
@@ -125,6 +131,7 @@ def run_report(options: ReportOptions) -> Report:
         raise UserError(f"--seeds {options.seeds}: expected at least 1")
     if options.n_boot < 1:
         raise UserError(f"--n-boot {options.n_boot}: expected at least 1 bootstrap resample")
+    check_rule(options.threshold_rule)
     options.check()
     t0 = time.perf_counter()
     run_dir = RunDir.at(options.run_dir)
@@ -144,6 +151,7 @@ def _report(options: ReportOptions, run_dir: RunDir, t0: float) -> Report:
         mattered = any(m["points"] for m in report["what_mattered"].values())
         report["written"] = ["report.md", "report.csv", "report.json", "report.png"]
         report["written"] += ["report-mattered.png"] if mattered else []
+        report["written"] += ["report-calibration.png"]
         write_text(run_dir.path / "report.json", json.dumps(report, indent=1))
         write_with(run_dir.path / "report.csv", lambda tmp: write_csv(report, tmp))
         write_with(run_dir.path / "report.png", lambda tmp: plot(report, tmp))
@@ -151,6 +159,7 @@ def _report(options: ReportOptions, run_dir: RunDir, t0: float) -> Report:
             write_with(
                 run_dir.path / "report-mattered.png", lambda tmp: plot_mattered(report["what_mattered"], tmp)
             )
+        write_with(run_dir.path / "report-calibration.png", lambda tmp: plot_calibration(report, tmp))
         write_text(run_dir.path / "report.md", markdown(report))
     finally:
         run_dir.sync("up")  # what was made, the runs evaluated so far too when some failed

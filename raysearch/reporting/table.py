@@ -1,6 +1,7 @@
 """Table 1's numbers: per lead subset and arm, test macro-AUC mean ± std over seeds and the
 macro-AUC of the seed-ensembled predictions with its bootstrap CI; the gain pseudo = True - False
-with a paired bootstrap and, over seeds, Welch's test; validation beside test.
+with a paired bootstrap and, over seeds, Welch's test; validation beside test; and each arm's
+operating point (calibration and thresholds from validation, their test figures, reporting/clinical.py).
 """
 
 from __future__ import annotations
@@ -11,12 +12,14 @@ import numpy as np
 
 from raysearch.data.schema import CLASSES
 from raysearch.errors import UserError, first_line
+from raysearch.reporting.clinical import operating_figures, paired_f1
 from raysearch.reporting.figures import ArmFigures, Report, Row, SplitFigures
 from raysearch.reporting.freeze import TEACHER
 from raysearch.reporting.statistics import paired_bootstrap, seed_welch
 from raysearch.searching.summary import PAPER_VAL_AUC
 from raysearch.training.config import ARMS
 from raysearch.training.metrics import bootstrap_ci, macro_auc, per_class_auc
+from raysearch.training.operating import fit_operating_point
 
 TABLE_ROWS = ("12", "6", "4", "3", "2")  # Table 1's rows, the teacher first
 
@@ -60,21 +63,36 @@ def arm_figures(runs: list[Path], loaded: dict, n_boot: int) -> ArmFigures:
     return out
 
 
-def build_report(runs: dict[str, list[Path]], frozen: dict, n_boot: int) -> Report:
-    """The table's numbers: one row per lead subset (12 = the teacher)."""
-    rows: list[Row] = []
+def build_report(
+    runs: dict[str, list[Path]], frozen: dict, n_boot: int, rule: str = "f1", fitted=None
+) -> Report:
+    """The table's numbers: one row per lead subset (12 = the teacher). Each arm's operating point
+    is fitted from its validation predictions first and handed to `fitted` (which writes it)
+    before any test prediction is loaded."""
+    present: list[tuple[str, list[str]]] = []
     incomplete: list[str] = []
     for leads in TABLE_ROWS:
         arms = [TEACHER] if leads == "12" else [f"{a}-{leads}" for a in ARMS]
-        if not all(a in runs for a in arms):
-            if any(a in runs for a in arms):  # e.g. a search run with --no-baseline: no comparison
-                incomplete.append(leads)
-            continue
-        loaded = {a: {split: _load(runs[a], split) for split in ("val", "test")} for a in arms}
+        if all(a in runs for a in arms):
+            present.append((leads, arms))
+        elif any(a in runs for a in arms):  # e.g. a search run with --no-baseline: no comparison
+            incomplete.append(leads)
+    val = {a: _load(runs[a], "val") for _, arms in present for a in arms}
+    points = {
+        a: fit_operating_point(y, np.mean(scores, axis=0), rule, list(CLASSES))
+        for a, (_, y, scores) in val.items()
+    }
+    if fitted is not None:
+        fitted(points)
+    rows: list[Row] = []
+    for leads, arms in present:
+        loaded = {a: {"val": val[a], "test": _load(runs[a], "test")} for a in arms}
         row: Row = {"leads": leads, "paper_val": PAPER_VAL_AUC.get(leads, {}), "arms": {}}
         for a in arms:
             figures = arm_figures(runs[a], loaded[a], n_boot)
             figures["config"] = frozen["configs"][a]
+            _, y_test, scores = loaded[a]["test"]
+            figures["operating"] = operating_figures(points[a], y_test, np.mean(scores, axis=0), n_boot)
             row["arms"][a.split("-")[0]] = figures
         if leads != "12":
             ids, y, s = loaded[f"student-{leads}"]["test"]
@@ -88,5 +106,10 @@ def build_report(runs: dict[str, list[Path]], frozen: dict, n_boot: int) -> Repo
             if min(map(len, per_seed)) > 1:  # training noise: the seeds' spread, Welch's t-test
                 welch = seed_welch(per_seed[0], per_seed[1])
                 row["gain"]["seed_welch"] = welch  # type: ignore[typeddict-item]  # SeedWelch's keys
+            called = [
+                points[f"{a}-{leads}"].labels(np.mean(x, axis=0))
+                for a, x in (("student", s), ("baseline", b))
+            ]
+            row["f1_gain"] = paired_f1(y, called[0], called[1], n_boot)  # type: ignore[typeddict-item]
         rows.append(row)
     return {"rows": rows, "incomplete": incomplete, "classes": list(CLASSES)}

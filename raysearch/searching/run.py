@@ -144,13 +144,17 @@ def _search(options: SearchOptions, leads: list[str], run_dir: RunDir) -> dict:
     # every invocation's time, a killed one's too (written as it goes), reading the data included:
     # the search's cost is their sum
     with run_dir.wall_clock() as clock:
-        space_path, space_note = choose_space(options, run_dir.progress.get("space_file"))
-        space = load_space(space_path)  # a malformed space fails before Ray starts
-        teachers = Teachers(options, run_dir)  # so does a --teacher that is not one
-        data = open_dataset(options)  # a missing dataset leaves no RUN_DIR behind (owned(fresh=True))
-        require_answerable(data)
-        data.test_sealed = True  # opened only for the chosen configurations (summary.arm_summary)
-        _record_start(run_dir, options, space, data)
+        try:
+            space_path, space_note = choose_space(options, run_dir.progress.get("space_file"))
+            space = load_space(space_path)  # a malformed space fails before Ray starts
+            teachers = Teachers(options, run_dir)  # so does a --teacher that is not one
+            data = open_dataset(options)  # a missing dataset leaves no RUN_DIR behind (owned(fresh=True))
+            require_answerable(data)
+            data.test_sealed = True  # opened only for the chosen configurations (summary.arm_summary)
+            _record_start(run_dir, options, space, data)
+        except UserError:
+            clock.discard()  # refused before any work: not an invocation of this search
+            raise
         arms = ARMS[:1] if options.no_baseline else ARMS
         sizes = embedding_sizes(space, leads)
         with ray_cluster(options, run_dir) as cluster:

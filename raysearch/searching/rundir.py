@@ -266,6 +266,7 @@ class WallClock:
         self.invocations = int(recorded.get("invocations", 0)) + 1
         self._t0 = time.perf_counter()
         self._end: float | None = None
+        self.discarded = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._beat, name="raysearch-wall-clock", daemon=True)
 
@@ -278,8 +279,19 @@ class WallClock:
         return self.before + self.this_invocation
 
     def write(self) -> None:
+        if self.discarded:
+            return
         write_text(
             self.path, json.dumps({"seconds": round(self.seconds, 3), "invocations": self.invocations})
+        )
+
+    def discard(self) -> None:
+        """Take this invocation back out (one refused before it did any work: a --resume that would
+        change the search, data that cannot answer): the record is left as it was before."""
+        self._stop.set()
+        self.discarded = True
+        write_text(
+            self.path, json.dumps({"seconds": round(self.before, 3), "invocations": self.invocations - 1})
         )
 
     def _beat(self) -> None:

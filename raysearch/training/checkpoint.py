@@ -21,7 +21,7 @@ import torch
 
 from raysearch.errors import UserError, first_line
 from raysearch.files import write_text, write_with
-from raysearch.training.config import TrainConfig
+from raysearch.training.config import TrainConfig, stored_config
 from raysearch.training.models import ContrastiveNet, ModelConfig
 
 
@@ -105,7 +105,8 @@ def load_checkpoint(path: str | os.PathLike) -> SavedNetwork:
         ) from None
     if not isinstance(meta, dict) or "model_config" not in meta or not isinstance(state, dict):
         raise UserError(f"{config}: not a raysearch checkpoint config")
-    return SavedNetwork(meta["config"], meta["model_config"], meta.get("data"), state)
+    settings = stored_config(meta["config"], str(config))
+    return SavedNetwork(settings, meta["model_config"], meta.get("data"), state)
 
 
 def load_teacher(path: str | os.PathLike) -> SavedNetwork:

@@ -147,6 +147,25 @@ class TrainOptions(DataOptions):
     config: dict = field(default_factory=dict)
 
 
+# Settings an earlier raysearch saved with every configuration, with the one value they ever had:
+# a model folder or run that holds them is read as if they were absent.
+RETIRED: dict[str, object] = {"extra": {}}
+
+
+def stored_config(config: dict, where: str) -> dict:
+    """A configuration read from a file (a model folder's config.json, a run's): settings this
+    version retired are dropped when they hold their only value; any other unknown setting is a
+    UserError naming the file, never silently ignored."""
+    config = {k: v for k, v in config.items() if not (k in RETIRED and v == RETIRED[k])}
+    unknown = sorted(set(config) - set(TrainConfig.__dataclass_fields__))
+    if unknown:
+        raise UserError(
+            f"{where}: setting(s) {', '.join(unknown)} unknown to this version of raysearch; expected "
+            f"a configuration this version wrote (or one it can read)"
+        )
+    return config
+
+
 def _window_starts(total: int, length: int, stride: int) -> list[int]:
     """Sliding-window starts covering the whole record (the last window ends at its end)."""
     if length >= total:

@@ -18,6 +18,7 @@ from conftest import finish, kill_matching, micro, run_main, start_search
 
 from raysearch.cli import main
 from raysearch.data.ptbxl import PTBXL
+from raysearch.reporting import table
 from raysearch.reporting.statistics import paired_bootstrap
 
 
@@ -63,6 +64,14 @@ def _report(monkeypatch, run_dir, env, *extra) -> list[str]:
         return real_split(self, name)
 
     monkeypatch.setattr(PTBXL, "split", spy)
+    real_load = table._load
+
+    def load_spy(runs, split):  # the operating points are fixed from validation before test is read
+        if split == "test":
+            assert (run_dir / "report" / "operating.json").is_file(), "test predictions read before fitting"
+        return real_load(runs, split)
+
+    monkeypatch.setattr(table, "_load", load_spy)
     assert main(["report", str(run_dir), "--num-cpus", "2", "--max-concurrent", "2", *extra]) == 0
     return reads
 
@@ -83,6 +92,19 @@ def test_single_seed_report_on_real_subset(monkeypatch, real_run):
     assert reads  # the teacher's test figures were read, after the freeze
     report, rows, md = _files(run_dir)
     assert [r["leads"] for r in report["rows"]] == ["12", "4"]
+    # the operating point: fitted on validation (operating.json), figures on test, the F1 difference
+    operating = json.loads((run_dir / "report" / "operating.json").read_text())
+    assert (
+        set(operating) == {"teacher-12", "student-4", "baseline-4"} and operating["student-4"]["rule"] == "f1"
+    )
+    student_point = report["rows"][1]["arms"]["student"]["operating"]["per_class"]["NORM"]
+    assert student_point["threshold"] == operating["student-4"]["thresholds"][0]
+    assert (
+        student_point["sensitivity"][1] <= student_point["sensitivity"][0] <= student_point["sensitivity"][2]
+    )
+    assert "## Operating point (test; calibration and thresholds fitted on validation, rule f1)" in md
+    assert "macro-F1 pseudo = True − False at their operating points" in md
+    assert (run_dir / "report-calibration.png").read_bytes()[:4] == b"\x89PNG"
     assert [(r["leads"], r["arm"], r["pseudo"]) for r in rows] == [
         ("12", "teacher", ""),
         ("4", "student", "True"),

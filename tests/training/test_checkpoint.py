@@ -80,3 +80,22 @@ def test_a_searchs_run_dir_gives_its_teacher_when_it_has_one_size(tmp_path):
     save_checkpoint(tmp_path / "search" / "teachers" / "32", export_net(net, cfg))
     with pytest.raises(UserError, match=r"sizes 16, 32; give one of them, e\.g\. --teacher .*teachers/16"):
         load_teacher(tmp_path / "search")
+
+
+def test_a_retired_setting_is_read_and_an_unknown_one_refused(tmp_path):
+    import json
+
+    from raysearch.training.checkpoint import load_checkpoint, save_checkpoint
+
+    net, cfg = _net()
+    save_checkpoint(tmp_path / "old", export_net(net, cfg))
+    path = tmp_path / "old" / "config.json"
+    meta = json.loads(path.read_text())
+    meta["config"]["extra"] = {}  # what the version before wrote into every configuration
+    path.write_text(json.dumps(meta))
+    assert "extra" not in load_checkpoint(tmp_path / "old").config
+    meta["config"]["extra"] = {"x": 1}
+    meta["config"]["mixup"] = 0.2
+    path.write_text(json.dumps(meta))
+    with pytest.raises(UserError, match=r"config.json: setting\(s\) extra, mixup unknown to this version"):
+        load_checkpoint(tmp_path / "old")
