@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from raysearch.reporting.statistics import two_sided
 from raysearch.training.metrics import resamples
 from raysearch.training.operating import OperatingPoint
 
@@ -125,7 +126,5 @@ def paired_f1(
         )
 
     diff = macro_f1(np.arange(len(y)))
-    diffs = np.array([macro_f1(i) for i in resamples(len(y), n_boot, seed=0)])
-    lo, hi = np.percentile(diffs, [50 * (1 - level), 50 * (1 + level)])
-    p = 1.0 if np.all(diffs == 0) else float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
-    return {"diff": diff, "ci": [float(lo), float(hi)], "p_value": p, "n_boot": n_boot}
+    ci, p = two_sided(np.array([macro_f1(i) for i in resamples(len(y), n_boot, seed=0)]), level)
+    return {"diff": diff, "ci": ci, "p_value": p, "n_boot": n_boot}

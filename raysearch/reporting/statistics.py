@@ -34,12 +34,16 @@ def paired_bootstrap(
     )
     if len(diffs) == 0:
         return {"gain": float(gain), "ci": [float("nan")] * 2, "p_value": float("nan"), "n_boot": 0}
+    ci, p = two_sided(diffs, level)
+    return {"gain": float(gain), "ci": ci, "p_value": p, "n_boot": int(len(diffs))}
+
+
+def two_sided(diffs: np.ndarray, level: float = 0.95) -> tuple[list[float], float]:
+    """A bootstrap distribution of a difference: its percentile CI and a two-sided p, twice the
+    smaller tail around 0 (clipped to 1; 1 when every resample gives exactly 0)."""
     lo, hi = np.percentile(diffs, [50 * (1 - level), 50 * (1 + level)])
-    if np.all(diffs == 0):
-        p = 1.0
-    else:
-        p = float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
-    return {"gain": float(gain), "ci": [float(lo), float(hi)], "p_value": p, "n_boot": int(len(diffs))}
+    p = 1.0 if np.all(diffs == 0) else float(min(1.0, 2 * min((diffs <= 0).mean(), (diffs >= 0).mean())))
+    return [float(lo), float(hi)], p
 
 
 def seed_welch(a: list[float], b: list[float], level: float = 0.95) -> dict:

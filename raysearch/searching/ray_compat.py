@@ -165,12 +165,11 @@ class HParamsLogger(TBXLoggerCallback):
             self.log_trial_start(trial)
         skip = ("config", "pid", "timestamp", "time_total_s", "training_iteration", "trial_id", "done")
         flat = flatten_dict({k: v for k, v in result.items() if k not in skip}, delimiter="/")
+        numbers = {k: plain(v) for k, v in flat.items()}
         scalars = {
-            k: plain(v)
-            for k, v in flat.items()
-            if isinstance(plain(v), (int, float))
-            and not isinstance(plain(v), bool)
-            and math.isfinite(plain(v))
+            k: v
+            for k, v in numbers.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         }
         writer = self._trial_writer[trial]
         for name, value in scalars.items():

@@ -279,20 +279,18 @@ class WallClock:
         return self.before + self.this_invocation
 
     def write(self) -> None:
-        if self.discarded:
-            return
-        write_text(
-            self.path, json.dumps({"seconds": round(self.seconds, 3), "invocations": self.invocations})
-        )
+        if not self.discarded:
+            self._record(self.seconds, self.invocations)
 
     def discard(self) -> None:
         """Take this invocation back out (one refused before it did any work: a --resume that would
         change the search, data that cannot answer): the record is left as it was before."""
         self._stop.set()
         self.discarded = True
-        write_text(
-            self.path, json.dumps({"seconds": round(self.before, 3), "invocations": self.invocations - 1})
-        )
+        self._record(self.before, self.invocations - 1)
+
+    def _record(self, seconds: float, invocations: int) -> None:
+        write_text(self.path, json.dumps({"seconds": round(seconds, 3), "invocations": invocations}))
 
     def _beat(self) -> None:
         while not self._stop.wait(self.every):
