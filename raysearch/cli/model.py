@@ -87,9 +87,13 @@ def predict_main(argv: list[str]) -> int:
     good = [r for r in rows if "error" not in r]
     shown = good if options.out is None else good[:10]
     width = max([len("record")] + [len(r["record"]) for r in shown])
-    print(f"{'record':<{width}}  " + "  ".join(f"{c:>5}" for c in classes))
+    print(f"{'record':<{width}}  " + "  ".join(f"{c:>5}" for c in classes) + "  labels")
     for r in shown:
-        print(f"{r['record']:<{width}}  " + "  ".join(f"{r[c]:5.3f}" for c in classes))
+        print(
+            f"{r['record']:<{width}}  "
+            + "  ".join(f"{r[c]:5.3f}" for c in classes)
+            + f"  {r.get('labels', '-')}"
+        )
     if len(shown) < len(good):
         print(f"... and {len(good) - len(shown)} more")
     for r in errors:

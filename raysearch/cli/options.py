@@ -58,6 +58,16 @@ def add_data_options(p: argparse.ArgumentParser, default, data_help: str = "") -
     )
 
 
+def add_threshold_rule(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument(
+        "--threshold-rule",
+        default=default,
+        help="how each class's threshold is fitted on validation (after a temperature per class "
+        "calibrates the probabilities): f1 (best F1), youden (best sensitivity + specificity - 1) or "
+        "sensitivity:X (the highest threshold with sensitivity >= X, e.g. sensitivity:0.9)",
+    )
+
+
 def add_cluster_options(p: argparse.ArgumentParser, default) -> None:
     p.add_argument(
         "--address",

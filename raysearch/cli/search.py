@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from raysearch.cli.options import add_cluster_options, add_data_options, options_of, parser
+from raysearch.cli.options import (
+    add_cluster_options,
+    add_data_options,
+    add_threshold_rule,
+    options_of,
+    parser,
+)
 
 
 def search_parser() -> argparse.ArgumentParser:
@@ -57,6 +63,7 @@ def search_parser() -> argparse.ArgumentParser:
         "(pip install 'raysearch[mlflow]')",
     )
     p.add_argument("--resume", action="store_true", help="continue the interrupted run --storage/--name")
+    add_threshold_rule(p, d.threshold_rule)
     return p
 
 
@@ -86,12 +93,7 @@ def report_parser() -> argparse.ArgumentParser:
         "without it, summarize the search's single-seed runs",
     )
     p.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples")
-    p.add_argument(
-        "--threshold-rule",
-        default=d.threshold_rule,
-        help="how each class's threshold is chosen on validation: f1 (best F1), youden (best "
-        "sensitivity + specificity - 1) or sensitivity:X (the highest with sensitivity >= X, e.g. 0.9)",
-    )
+    add_threshold_rule(p, d.threshold_rule)
     add_data_options(p, d, "PTB-XL folder or 'synthetic' (default: the search's own --data)")
     add_cluster_options(p, d)
     return p

@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from raysearch.cli.options import Formatter, add_data_options, options_of, parser
+from raysearch.cli.options import Formatter, add_data_options, add_threshold_rule, options_of, parser
 from raysearch.errors import UserError
 
 
@@ -143,6 +143,7 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--seed", type=int, default=d.seed, help="seed of initialization, shuffling and crops")
     p.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples of the test CI")
+    add_threshold_rule(p, o.threshold_rule)
     return p
 
 

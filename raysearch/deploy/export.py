@@ -30,6 +30,7 @@ from raysearch.deploy.model import FolderModel, find_model_dir, open_folder
 from raysearch.deploy.options import FORMATS
 from raysearch.errors import UserError
 from raysearch.files import write_with
+from raysearch.training.operating import EPS
 
 INFO_FILE = "raysearch.json"  # TorchScript extra file / ONNX metadata key "raysearch"
 
@@ -46,8 +47,19 @@ class Portable(nn.Module):
         self.register_buffer("mean", torch.tensor(model.mean)[:, None])
         self.register_buffer("std", torch.tensor(model.std)[:, None])
         self.window, self.stride = model.window, model.stride
+        # the operating point's calibration, as FolderModel.predict applies it (1: none)
+        temperatures = model.operating.temperatures if model.operating else [1.0] * len(model.classes)
+        self.register_buffer("temperature", torch.tensor(temperatures, dtype=torch.float32))
+        self.calibrated = model.operating is not None
 
     def forward(self, signals: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:
+        probabilities = self._probabilities(signals, metadata)
+        if not self.calibrated:
+            return probabilities
+        p = probabilities.clamp(EPS, 1 - EPS)
+        return torch.sigmoid((torch.log(p) - torch.log(1 - p)) / self.temperature)
+
+    def _probabilities(self, signals: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:
         x = (signals - self.mean) / self.std
         meta = encode_metadata_tensor(metadata)
         if not self.window:  # trained on whole records: the record is the one window

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 
 from raysearch.deploy.export import DEPLOY_HINT, INFO_FILE, _quiet
-from raysearch.deploy.model import check_inputs
+from raysearch.deploy.model import check_inputs, labels_of
 from raysearch.errors import UserError, first_line
+from raysearch.training.operating import OperatingPoint
 
 
 class ExportedModel:
@@ -33,6 +34,8 @@ class ExportedModel:
         self.sampling_rate = int(self.info["sampling_rate"])
         self.window = int(self.info["window"])
         self.classes = tuple(self.info["classes"])
+        point = self.info.get("operating_point")  # the graph calibrates; labels are thresholds here
+        self.operating = OperatingPoint.from_dict(point) if point else None
 
     def predict(self, signals, metadata=None, batch_records: int = 64) -> np.ndarray:
         """Class probabilities (n, 5) of `signals` (n, leads, T) in mV; `metadata` (n, 4) or None."""
@@ -46,6 +49,11 @@ class ExportedModel:
                 with torch.no_grad():
                     out[s : s + len(xb)] = self._module(torch.from_numpy(xb), torch.from_numpy(mb)).numpy()
         return out
+
+    def labels(self, probabilities: np.ndarray) -> np.ndarray | None:
+        """Boolean (records, classes) of `predict`'s probabilities over each class's threshold;
+        None for a file exported without an operating point."""
+        return labels_of(self.operating, probabilities)
 
 
 def _is_zip(path: Path) -> bool:

@@ -29,6 +29,7 @@ from raysearch.training.checkpoint import SavedNetwork, import_net, load_checkpo
 from raysearch.training.config import PRECISIONS, TrainConfig, window_geometry, window_size
 from raysearch.training.device import pick_device
 from raysearch.training.evaluation import window_probabilities
+from raysearch.training.operating import OperatingPoint
 
 
 def find_model_dir(path: str | os.PathLike) -> Path:
@@ -91,11 +92,21 @@ def check_inputs(signals, metadata, leads: tuple[str, ...], window: int, samplin
     return x, meta
 
 
+def labels_of(operating: OperatingPoint | None, probabilities: np.ndarray) -> np.ndarray | None:
+    """`predict`'s (calibrated) probabilities over the operating point's thresholds, or None."""
+    return operating.called(probabilities) if operating else None
+
+
 class FolderModel:
     """One trained network (teacher, student or baseline) with what it needs to read new ECGs."""
 
     def __init__(
-        self, saved: SavedNetwork, source: str = "checkpoint", device: str = "cpu", precision: str = ""
+        self,
+        saved: SavedNetwork,
+        source: str = "checkpoint",
+        device: str = "cpu",
+        precision: str = "",
+        operating: dict | None = None,
     ):
         if not saved.data:
             raise UserError(
@@ -117,6 +128,8 @@ class FolderModel:
         self.classes = CLASSES
         self.window, self.stride = window_size(self.config, self.sampling_rate)
         self.scores = dict(saved.scores)
+        # the calibration and thresholds fitted on validation (metrics.json); None in older folders
+        self.operating = OperatingPoint.from_dict(operating) if operating else None
 
     @property
     def info(self) -> dict:
@@ -131,12 +144,14 @@ class FolderModel:
             "config": asdict(self.config),
             "mean": self.mean.tolist(),
             "std": self.std.tolist(),
+            "operating_point": self.operating.to_dict() if self.operating else None,
             "val_macro_auc": self.scores.get("val_macro_auc"),
             "test_macro_auc": self.scores.get("test_macro_auc"),
             "inputs": "signals (records, leads, samples) float32 mV at sampling_rate, samples >= window; "
             "metadata (records, 4) float32 age (years), sex (0 male, 1 female), height (cm), "
             "weight (kg), NaN = missing",
-            "outputs": "probabilities (records, 5) float32 over classes",
+            "outputs": "probabilities (records, 5) float32 over classes, calibrated by operating_point's "
+            "temperatures when it has one; a class is called at or over its threshold",
         }
 
     def predict(self, signals, metadata=None, batch_records: int = 64) -> np.ndarray:
@@ -151,7 +166,12 @@ class FolderModel:
             mb = torch.from_numpy(encoded[s : s + batch_records]).to(self.device)
             probabilities = window_probabilities(self.net, xb, mb, self.config, length, starts)
             out[s : s + len(xb)] = probabilities.cpu().numpy()
-        return out
+        return self.operating.calibrate(out).astype(np.float32) if self.operating else out
+
+    def labels(self, probabilities: np.ndarray) -> np.ndarray | None:
+        """Boolean (records, classes) of `predict`'s probabilities over each class's threshold;
+        None for a model saved without an operating point."""
+        return labels_of(self.operating, probabilities)
 
 
 def open_folder(path: str | os.PathLike, device: str = "cpu", precision: str = "") -> FolderModel:
@@ -160,7 +180,9 @@ def open_folder(path: str | os.PathLike, device: str = "cpu", precision: str = "
     model_dir = find_model_dir(path)
     saved = load_checkpoint(model_dir)
     metrics = model_dir / "metrics.json"
+    operating = None
     if metrics.is_file():  # written beside every evaluated model; its scores travel with exports
         scores = json.loads(metrics.read_text())
         saved.scores = {k: scores.get(k) for k in ("val_macro_auc", "test_macro_auc")}
-    return FolderModel(saved, str(model_dir), device, precision)
+        operating = scores.get("operating_point")
+    return FolderModel(saved, str(model_dir), device, precision, operating)

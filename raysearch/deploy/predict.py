@@ -6,7 +6,8 @@
 MODEL is a model folder (or a RUN_DIR holding one), an exported ONNX or TorchScript file
 (deploy.load_model). Records are named one by one, or taken from a PTB-XL folder (`data`, its
 records at the model's rate, optionally some folds) whose database csv also gives the metadata.
-One row per record: the probabilities, or the error that kept it from being read; a bad record
+One row per record: the probabilities (calibrated by the model's operating point) and `labels`,
+the superclasses over their thresholds, or the error that kept it from being read; a bad record
 never loses the others' rows. CSV, or JSON lines for an output named *.jsonl / *.json.
 """
 
@@ -94,6 +95,11 @@ def predict_records(options: PredictOptions, progress: bool = True) -> dict:
         raise UserError(f"--out {out}: expected a file in an existing folder")
     model = load_model(options.model, precision=options.precision or "", threads=options.threads)
     inputs = _inputs(options, model.sampling_rate)
+    if model.operating is None:
+        log.warning(
+            f"raysearch: {options.model} carries no operating point (saved before raysearch fitted one): "
+            f"its probabilities are not calibrated and no labels are written"
+        )
     if not options.data and not options.metadata:
         log.warning(f"raysearch: {MISSING_METADATA} (--metadata CSV gives them)")
     rows = [{k: v for k, v in item.items() if k in ("record", "ecg_id")} for item in inputs]
@@ -116,8 +122,11 @@ def predict_records(options: PredictOptions, progress: bool = True) -> dict:
         index = [i for i, _ in group]
         meta = np.stack([inputs[i]["meta"] for i in index])
         probs = model.predict(np.stack([x for _, x in group]), meta)
-        for i, p in zip(index, probs, strict=True):
+        called = model.labels(probs)
+        for j, (i, p) in enumerate(zip(index, probs, strict=True)):
             rows[i].update(zip(model.classes, (float(v) for v in p), strict=True))
+            if called is not None:  # the superclasses over their thresholds, e.g. "NORM" or "MI;STTC"
+                rows[i]["labels"] = ";".join(c for c, on in zip(model.classes, called[j], strict=True) if on)
     if out is not None:
         _write(rows, model.classes, out)
     return {
@@ -136,6 +145,7 @@ def _write(rows: list[dict], classes: tuple[str, ...], out: Path) -> None:
     if out.suffix.lower() in (".jsonl", ".json"):
         write_text(out, "".join(json.dumps(r) + "\n" for r in rows))
     else:
-        columns = [c for c in ("record", "ecg_id") if any(c in r for r in rows)] + list(classes) + ["error"]
+        columns = [c for c in ("record", "ecg_id") if any(c in r for r in rows)] + list(classes)
+        columns += [c for c in ("labels",) if any(c in r for r in rows)] + ["error"]
         table = pd.DataFrame(rows, columns=columns)
         write_with(out, lambda tmp: table.to_csv(tmp, index=False, float_format="%.7g"))

@@ -106,3 +106,4 @@ class SearchOptions(DataOptions, ClusterOptions):
     no_baseline: bool = False
     mlflow: str | None = None  # an MLflow tracking URI: every trial logged there too
     resume: bool = False
+    threshold_rule: str = "f1"  # the chosen models' per-class thresholds, fitted on validation

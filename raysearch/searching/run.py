@@ -45,6 +45,7 @@ from raysearch.searching.summary import arm_summary, seconds_per_epoch, summary_
 from raysearch.searching.teachers import Teachers
 from raysearch.training.config import ARMS, METRIC, SEED_RANGE, TrainConfig, arm_name
 from raysearch.training.embeddings import teacher_source
+from raysearch.training.operating import check_rule
 
 TRIALS = "trials"  # RUN_DIR/trials: the one Tune experiment, every arm's trials as ARM-ID
 
@@ -59,6 +60,7 @@ def _run_dir(options: SearchOptions, leads: list[str]) -> RunDir:
     if not 0 <= options.seed < SEED_RANGE:
         raise UserError(f"--seed {options.seed}: expected 0 to 2^32 - 1")
     options.check()
+    check_rule(options.threshold_rule)
     if options.resume and not options.name:
         raise UserError("--resume needs the --name (and --storage) of the run to continue")
     options.name = options.name or f"search-{'-'.join(leads)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -232,7 +234,8 @@ def _run_arms(options, run_dir, cluster, teachers, trial_sets, todo, data, store
     for arm in todo:
         mine = [r for r in results if r.config.get("arm") == arm.name]
         teachers.measured.update(seconds_per_epoch(arm.name, mine))
-        run_dir.progress["stages"][arm.name] = arm_summary(arm, mine, data, run_dir, device)
+        chosen = arm_summary(arm, mine, data, run_dir, device, options.threshold_rule)
+        run_dir.progress["stages"][arm.name] = chosen
         run_dir.progress["seconds_per_epoch"] = teachers.measured
         run_dir.save_progress()
 

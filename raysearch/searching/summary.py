@@ -26,15 +26,19 @@ PAPER_VAL_AUC = {
 }
 
 
-def arm_summary(trial_set: TrialSet, results: list, data, run_dir: RunDir, device: str) -> dict:
-    """Pick the arm's best fully trained trial on validation; evaluate it on the test fold once."""
+def arm_summary(
+    trial_set: TrialSet, results: list, data, run_dir: RunDir, device: str, rule: str = "f1"
+) -> dict:
+    """Pick the arm's best fully trained trial on validation; evaluate it on the test fold once
+    (its operating point fitted by `rule` on validation first)."""
     trials = sort_trials(results, trial_set.epochs)
     try:
         top = best_trial(results, trial_set.epochs, trial_set.name)
     except UserError as e:
         raise UserError(f"{e}; see {run_dir.location}/{trial_set.name}") from None
     with data.unsealed():  # the configuration is chosen: its test figures may be read, once
-        metrics = evaluate_frozen(trained_network(top), data, run_dir.path / "best" / trial_set.name, device)
+        out = run_dir.path / "best" / trial_set.name
+        metrics = evaluate_frozen(trained_network(top), data, out, device, rule=rule)
     return {
         "trials": len(results),
         "finished": len(trials["finished"]),

@@ -144,6 +144,7 @@ class TrainOptions(DataOptions):
     teacher: str | None = None
     baseline: bool = False
     embedding_size: int | None = None  # None: the teacher's, else TrainConfig's default
+    threshold_rule: str = "f1"  # how the model's per-class thresholds are fitted on validation
     config: dict = field(default_factory=dict)
 
 

@@ -33,6 +33,7 @@ from raysearch.training.config import PSEUDO, TrainConfig, window_geometry
 from raysearch.training.device import autocast, pick_device
 from raysearch.training.metrics import bootstrap_ci, macro_auc, per_class_auc
 from raysearch.training.models import ContrastiveNet
+from raysearch.training.operating import fit_operating_point
 
 
 @torch.no_grad()
@@ -97,8 +98,12 @@ def evaluate(
     return result
 
 
-def final_metrics(result: StageResult, data: PTBXL, with_ci: bool = True) -> tuple[dict, dict]:
+def final_metrics(
+    result: StageResult, data: PTBXL, with_ci: bool = True, rule: str = "f1"
+) -> tuple[dict, dict]:
     """Validation and test figures of a finished stage; the only place the test fold is read.
+    The model's operating point (calibration and thresholds, training/operating.py, by `rule`) is
+    fitted from the validation predictions before the test fold is read.
 
     Callers that choose configurations (the search, the report) hand their trials a copy of the
     data with the test fold sealed (`PTBXL.test_sealed`) and call this only for frozen choices.
@@ -106,6 +111,7 @@ def final_metrics(result: StageResult, data: PTBXL, with_ci: bool = True) -> tup
     cfg = result.cfg
     signals = Signals(data, result.device)
     val = evaluate(result.net, signals, "val", cfg, with_ci=with_ci)
+    point = fit_operating_point(val["y_true"], val["y_score"], rule, list(CLASSES))
     test = evaluate(result.net, signals, "test", cfg, with_ci=with_ci)
     metrics = {
         "stage": cfg.stage,
@@ -121,12 +127,18 @@ def final_metrics(result: StageResult, data: PTBXL, with_ci: bool = True) -> tup
         "epochs_run": len(result.history),
         "history": result.history,
         "config": asdict(cfg),
+        "operating_point": point.to_dict(),  # what predict calibrates and labels by
     }
     return metrics, {"val": val, "test": test}
 
 
 def evaluate_frozen(
-    saved: SavedNetwork, data: PTBXL, out_dir: str | os.PathLike, device: str, with_ci: bool = True
+    saved: SavedNetwork,
+    data: PTBXL,
+    out_dir: str | os.PathLike,
+    device: str,
+    with_ci: bool = True,
+    rule: str = "f1",
 ) -> dict:
     """Evaluate a chosen (frozen) network, export_net's dict, on validation and test on `device`;
     write it and its predictions to `out_dir` (write_run's layout); return its metrics."""
@@ -134,7 +146,7 @@ def evaluate_frozen(
     dev = pick_device(device)
     net = import_net(saved, str(out_dir)).to(dev)
     stage = StageResult(cfg, net, saved.history, dev, data_stats(data))
-    metrics, predictions = final_metrics(stage, data, with_ci=with_ci)
+    metrics, predictions = final_metrics(stage, data, with_ci=with_ci, rule=rule)
     write_run(out_dir, stage, metrics, predictions)
     return metrics
 

@@ -97,7 +97,11 @@ class OperatingPoint:
 
     def labels(self, p: np.ndarray) -> np.ndarray:
         """Boolean (records, classes): the calibrated probability at or over the class's threshold."""
-        return self.calibrate(p) >= np.asarray(self.thresholds)
+        return self.called(self.calibrate(p))
+
+    def called(self, calibrated: np.ndarray) -> np.ndarray:
+        """Boolean (records, classes) from probabilities already calibrated (what predict returns)."""
+        return np.asarray(calibrated) >= np.asarray(self.thresholds)
 
     def to_dict(self) -> dict:
         return asdict(self)

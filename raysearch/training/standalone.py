@@ -15,11 +15,13 @@ from raysearch.training.checkpoint import (
 )
 from raysearch.training.config import TrainConfig, TrainOptions
 from raysearch.training.evaluation import final_metrics, write_run
+from raysearch.training.operating import check_rule
 from raysearch.training.stage import train_stage
 
 
 def train_one(options: TrainOptions, progress: bool = True) -> dict:
     """Train, evaluate on validation and test, write RUN_DIR; returns its metrics.json."""
+    check_rule(options.threshold_rule)
     if options.teacher and options.baseline:
         raise UserError("--teacher and --baseline exclude each other (the baseline has no teacher)")
     teacher = load_teacher(options.teacher) if options.teacher else None
@@ -46,7 +48,7 @@ def train_one(options: TrainOptions, progress: bool = True) -> dict:
     )
     t0 = time.perf_counter()
     result = train_stage(cfg, data, teacher=teacher, progress=progress)
-    metrics, predictions = final_metrics(result, data)
+    metrics, predictions = final_metrics(result, data, rule=options.threshold_rule)
     metrics["wall_seconds"] = time.perf_counter() - t0
     metrics["data"] = data.source
     metrics["synthetic"] = data.synthetic

@@ -51,6 +51,17 @@ def test_the_file_carries_what_a_device_needs(trained_models, exported):
         assert info["stage"] == "student" and info["config"]["leads"] == "2"
         assert info["val_macro_auc"] == metrics["val_macro_auc"]
         assert info["test_macro_auc"] == metrics["test_macro_auc"]
+        # the calibration runs inside the graph; the thresholds travel with it: the same labels
+        assert info["operating_point"] == metrics["operating_point"]
+        model, reference = (
+            load_model(exported["student-2", fmt]),
+            load_model(trained_models["student-2"], precision="fp32"),
+        )
+        signals = np.random.default_rng(1).normal(0, 0.3, (6, 2, 1000)).astype(np.float32)
+        got = model.predict(signals, np.full((6, 4), np.nan, np.float32))
+        want = reference.predict(signals, np.full((6, 4), np.nan, np.float32))
+        near = np.abs(want - np.array(metrics["operating_point"]["thresholds"])) < 1e-4
+        assert np.array_equal(model.labels(got)[~near], reference.labels(want)[~near])
     props = {p.key: p.value for p in onnx.load(exported["student-2", "onnx"]).metadata_props}
     assert json.loads(props["leads"]) == ["I", "II"] and json.loads(props["sampling_rate"]) == 100
     graph = onnx.load(exported["student-2", "onnx"]).graph

@@ -33,9 +33,13 @@ def test_predict_on_raw_millivolts_matches_training_evaluation(trained):
     ]
     got = model.predict(mv[:, list(result.cfg.lead_indices)], data.raw_meta[rows])
     want = score_records(result.net, Signals(data, result.device), rows, result.cfg)
-    assert np.abs(got - want).max() <= 1e-5
+    # what evaluation scored, calibrated by the operating point fitted on validation (metrics.json)
+    assert model.operating is not None and model.operating.rule == "f1"
+    assert np.abs(got - model.operating.calibrate(want)).max() <= 1e-5
     saved = np.load(out / "predictions_val.npz")
-    assert np.abs(got - saved["y_score"]).max() <= 1e-5
+    assert np.abs(got - model.operating.calibrate(saved["y_score"])).max() <= 1e-5
+    labels = model.labels(got)
+    assert labels.shape == got.shape and np.array_equal(labels, got >= np.array(model.operating.thresholds))
 
 
 def test_predict_refuses_what_it_cannot_read(trained):

@@ -15,6 +15,7 @@ from raysearch.data.schema import CLASSES
 from raysearch.deploy.options import PredictOptions
 from raysearch.deploy.predict import predict_records
 from raysearch.errors import UserError
+from raysearch.training.operating import OperatingPoint
 
 
 def predictions(path) -> pd.DataFrame:
@@ -29,8 +30,18 @@ def test_predict_reproduces_the_runs_own_test_predictions(trained_models, real_p
     )
     assert done.returncode == 0, done.stderr
     saved = np.load(trained_models[name] / "predictions_test.npz")
-    got = predictions(out).loc[saved["ecg_id"], list(CLASSES)].to_numpy()
-    assert np.abs(got - saved["y_score"]).max() <= 1e-5
+    table = predictions(out).loc[saved["ecg_id"]]
+    got = table[list(CLASSES)].to_numpy()
+    # the run's own test scores, calibrated by the operating point fitted on validation
+    point = OperatingPoint.from_dict(
+        json.loads((trained_models[name] / "metrics.json").read_text())["operating_point"]
+    )
+    assert np.abs(got - point.calibrate(saved["y_score"])).max() <= 1e-5
+    labels = [set(s.split(";")) - {""} for s in table["labels"].fillna("")]
+    clear = np.abs(got - np.array(point.thresholds)) > 1e-5  # the CSV's 7 digits decide the rest
+    for row, probs, sure in zip(labels, got, clear, strict=True):
+        for c, p, t, s in zip(CLASSES, probs, point.thresholds, sure, strict=True):
+            assert not s or (c in row) == (p >= t)
     assert "records predicted to" in done.stderr and "NORM" in done.stdout.splitlines()[0]
 
 

@@ -54,3 +54,25 @@ def test_rules_are_checked_and_points_travel_as_json():
             check_rule(bad)
     point = OperatingPoint(CLASSES, [1.5, 0.8], [0.3, 0.6], "youden")
     assert OperatingPoint.from_dict(point.to_dict()) == point
+
+
+def test_a_models_point_is_fitted_before_the_test_fold_is_read(real_ptbxl, monkeypatch):
+    from raysearch.data.ptbxl import PTBXL, load_ptbxl
+    from raysearch.training import evaluation
+    from raysearch.training.config import TrainConfig
+    from raysearch.training.stage import train_stage
+
+    data = load_ptbxl(real_ptbxl, progress=False)
+    cfg = TrainConfig(stage="baseline", leads="2", epochs=1, width=8, depth=2, embedding_size=16, n_boot=10)
+    result = train_stage(cfg.resolved(), data, progress=False)
+    events = []
+    real_split, real_fit = PTBXL.split, evaluation.fit_operating_point
+    monkeypatch.setattr(PTBXL, "split", lambda self, name: events.append(name) or real_split(self, name))
+    monkeypatch.setattr(
+        evaluation, "fit_operating_point", lambda *a, **k: events.append("fit") or real_fit(*a, **k)
+    )
+    metrics, _ = evaluation.final_metrics(result, data, rule="youden")
+    assert events.index("fit") < events.index("test") and "val" in events[: events.index("fit")]
+    assert (
+        metrics["operating_point"]["rule"] == "youden" and len(metrics["operating_point"]["thresholds"]) == 5
+    )
