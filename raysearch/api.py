@@ -39,5 +39,5 @@ def report(run_dir: str, **options) -> dict:
 def load_model(path: str | os.PathLike, device: str = "cpu", precision: str = ""):
     """A trained model whose `predict(signals, metadata)` gives class probabilities: a model folder
     (model.pt + config.json, or a RUN_DIR holding one) or a file written by `raysearch export`
-    (ONNX, run with onnxruntime, or TorchScript). `precision` overrides a folder's autocast."""
+    (ONNX, run with onnxruntime, .pt2 or TorchScript). `precision` overrides a folder's autocast."""
     return _load_model(path, device, precision)

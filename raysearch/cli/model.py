@@ -20,7 +20,13 @@ def export_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "model", help="a model folder (RUN_DIR/best/ARM-LEADS, a train --out) or a RUN_DIR with one"
     )
-    p.add_argument("--format", default="onnx", choices=FORMATS, help="onnx (onnxruntime) or torchscript")
+    p.add_argument(
+        "--format",
+        default="onnx",
+        choices=FORMATS,
+        help="onnx (onnxruntime), pt2 (torch.export) or torchscript (deprecated upstream: for runtimes "
+        "that load only TorchScript)",
+    )
     p.add_argument("--out", required=True, help="file to write, e.g. student-2.onnx")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     return p

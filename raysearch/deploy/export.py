@@ -1,4 +1,5 @@
-"""A trained model as one self-contained file for devices: ONNX (run with onnxruntime) or TorchScript.
+"""A trained model as one self-contained file for devices: ONNX (run with onnxruntime), torch.export's
+.pt2 (run with torch.export.load) or TorchScript (deprecated upstream in favour of torch.export).
 
     export_model("runs/s/best/student-2", "onnx", "student-2.onnx")
 
@@ -8,8 +9,8 @@ sampling rate, any length of at least one window (dynamic), and raw age (years),
 standardization, the metadata soft encoding (the code training uses) and the sliding windows
 whose sigmoid outputs are averaged, computed in fp32. The file carries its leads, sampling rate,
 window, classes, configuration and validation/test macro-AUC: ONNX metadata properties
-(`raysearch` holds them all as JSON) or the TorchScript extra file `raysearch.json`. ONNX needs
-the `deploy` extra (onnx, onnxscript, onnxruntime); TorchScript only torch.
+(`raysearch` holds them all as JSON) or the .pt2 / TorchScript extra file `raysearch.json`. ONNX
+needs the `deploy` extra (onnx, onnxscript, onnxruntime); .pt2 and TorchScript only torch.
 """
 
 from __future__ import annotations
@@ -115,6 +116,9 @@ def export_model(source: str | os.PathLike, fmt: str, out: str | os.PathLike, fo
         with torch.no_grad(), _quiet():
             if fmt == "onnx":
                 _export_onnx(portable, example, model, tmp)
+            elif fmt == "pt2":
+                program = _exported_program(portable, example, model)
+                torch.export.save(program, str(tmp), extra_files={INFO_FILE: json.dumps(model.info)})
             else:
                 traced = torch.jit.trace(portable, example, check_trace=False)
                 torch.jit.save(traced, str(tmp), _extra_files={INFO_FILE: json.dumps(model.info)})
@@ -137,20 +141,35 @@ def _quiet():
         logger.setLevel(level)
 
 
+def _dynamic_shapes(model: FolderModel) -> dict:
+    """Any number of records, and any record length from one window on."""
+    records = torch.export.Dim("records")
+    samples = torch.export.Dim("samples", min=max(model.window, 1))
+    return {"signals": {0: records, 2: samples}, "metadata": {0: records}}
+
+
+def _exported_program(portable: Portable, example: tuple, model: FolderModel):
+    """torch.export's program of the portable module, valid for every shape _dynamic_shapes allows.
+    Size-oblivious reasoning keeps the example's sizes (2 records, a few windows) from becoming
+    guards: without it one record, or a record under two windows, would be refused."""
+    import torch.fx.experimental._config as fx_config
+
+    with fx_config.patch(backed_size_oblivious=True):
+        return torch.export.export(portable, example, dynamic_shapes=_dynamic_shapes(model))
+
+
 def _export_onnx(portable: Portable, example: tuple, model: FolderModel, out: Path) -> None:
     try:
         import onnx
         import onnxscript  # noqa: F401  (torch.onnx's exporter needs it)
     except ImportError:
         raise UserError(f"ONNX export needs onnx and onnxscript: {DEPLOY_HINT}") from None
-    records = torch.export.Dim("records")
-    samples = torch.export.Dim("samples", min=max(model.window, 1))
     program = torch.onnx.export(
         portable,
         example,
         input_names=["signals", "metadata"],
         output_names=["probabilities"],
-        dynamic_shapes={"signals": {0: records, 2: samples}, "metadata": {0: records}},
+        dynamic_shapes=_dynamic_shapes(model),
         dynamo=True,
         external_data=False,
         verbose=False,

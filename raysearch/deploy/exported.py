@@ -1,5 +1,6 @@
-"""An exported file opened for prediction: ONNX with onnxruntime, TorchScript with torch.jit, with
-the same `predict(signals, metadata)` and attributes as a model folder (model.py).
+"""An exported file opened for prediction: ONNX with onnxruntime, .pt2 with torch.export.load,
+TorchScript with torch.jit, with the same `predict(signals, metadata)` and attributes as a model
+folder (model.py).
 """
 
 from __future__ import annotations
@@ -19,14 +20,15 @@ from raysearch.training.operating import OperatingPoint
 
 
 class ExportedModel:
-    """An exported file, run with onnxruntime (ONNX) or torch.jit (TorchScript), with the same
-    `predict(signals, metadata)` and attributes (leads, sampling_rate, window, classes, info)."""
+    """An exported file, run with onnxruntime (ONNX), torch.export (.pt2) or torch.jit (TorchScript),
+    with the same `predict(signals, metadata)` and attributes (leads, sampling_rate, window, classes,
+    info)."""
 
     def __init__(self, path: str | os.PathLike, threads: int = 0):
         self.path = Path(path)
-        if _is_zip(self.path):  # TorchScript files are zip archives; ONNX files are not
-            self._module, self.info = _torchscript(self.path)
-            self.format = "torchscript"
+        if _is_zip(self.path):  # .pt2 and TorchScript files are zip archives; ONNX files are not
+            self.format = "pt2" if _is_pt2(self.path) else "torchscript"
+            self._module, self.info = (_pt2 if self.format == "pt2" else _torchscript)(self.path)
         else:
             self._session, self.info = _onnx_session(self.path, threads)
             self.format = "onnx"
@@ -60,6 +62,30 @@ def _is_zip(path: Path) -> bool:
     """A zip archive, whole or truncated (its first bytes say so even when its end is gone)."""
     with open(path, "rb") as fh:
         return fh.read(4) == b"PK\x03\x04"
+
+
+def _is_pt2(path: Path) -> bool:
+    """A torch.export archive: its zip holds an `archive_format` entry (TorchScript's does not)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return any(n.rsplit("/", 1)[-1] == "archive_format" for n in z.namelist())
+    except zipfile.BadZipFile:
+        return path.suffix == ".pt2"  # damaged: named by what it claims to be
+
+
+def _pt2(path: Path):
+    """A .pt2 file raysearch exported: (module, info), or a UserError that says .pt2."""
+    if not zipfile.is_zipfile(path):
+        raise UserError(f"{path}: a truncated or damaged .pt2 (zip) file; export it again")
+    extra = {INFO_FILE: ""}
+    try:
+        with _quiet():
+            module = torch.export.load(str(path), extra_files=extra).module()
+    except Exception as e:  # torch.export raises its own types for what it cannot load
+        raise UserError(f"{path}: not a readable .pt2 model ({first_line(e)})") from None
+    if not extra[INFO_FILE]:
+        raise UserError(f"{path}: a .pt2 file without raysearch's {INFO_FILE}; expected one it exported")
+    return module, json.loads(extra[INFO_FILE])
 
 
 def _torchscript(path: Path):

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-FORMATS = ("onnx", "torchscript")  # what `export` writes
+# what `export` writes: ONNX, torch.export's .pt2, and TorchScript (deprecated upstream in favour of
+# torch.export; kept for runtimes that still load only TorchScript)
+FORMATS = ("onnx", "pt2", "torchscript")
 
 
 @dataclass

@@ -3,7 +3,7 @@
     result = predict_records(PredictOptions(model="runs/s/best/student-2", records=["scans/rec042"],
                                         metadata="patients.csv", out="predictions.csv"))
 
-MODEL is a model folder (or a RUN_DIR holding one), an exported ONNX or TorchScript file
+MODEL is a model folder (or a RUN_DIR holding one), an exported ONNX, .pt2 or TorchScript file
 (deploy.load_model). Records are named one by one, or taken from a PTB-XL folder (`data`, its
 records at the model's rate, optionally some folds) whose database csv also gives the metadata.
 One row per record: the probabilities (calibrated by the model's operating point) and `labels`,

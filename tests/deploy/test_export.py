@@ -1,5 +1,6 @@
-"""Exported models (ONNX through onnxruntime, TorchScript through torch.jit) compute what the
-PyTorch model computes, for any record length, and carry what a device needs to feed them."""
+"""Exported models (ONNX through onnxruntime, .pt2 through torch.export, TorchScript through
+torch.jit) compute what the PyTorch model computes, for any record length and number of records,
+and carry what a device needs to feed them."""
 
 import json
 
@@ -13,6 +14,7 @@ from raysearch.deploy.model import FolderModel
 from raysearch.errors import UserError
 
 NAN = float("nan")
+SUFFIX = {"onnx": "onnx", "pt2": "pt2", "torchscript": "pt"}  # each format and its file's suffix
 META = np.array([[60, 0, NAN, 80], [35, 1, 165, NAN], [NAN, NAN, NAN, NAN], [300, 1, 6, 5000]], np.float32)
 
 
@@ -20,14 +22,14 @@ META = np.array([[60, 0, NAN, 80], [35, 1, 165, NAN], [NAN, NAN, NAN, NAN], [300
 def exported(trained_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("exported")
     return {
-        (name, fmt): export_model(folder, fmt, out / f"{name}.{'onnx' if fmt == 'onnx' else 'pt'}")
+        (name, fmt): export_model(folder, fmt, out / f"{name}.{SUFFIX[fmt]}")
         for name, folder in trained_models.items()
-        for fmt in ("onnx", "torchscript")
+        for fmt in SUFFIX
     }
 
 
 @pytest.mark.parametrize("name", ["teacher", "student-2", "baseline-3"])
-@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("fmt", list(SUFFIX))
 def test_export_agrees_with_pytorch_at_any_length(trained_models, exported, name, fmt):
     reference = load_model(trained_models[name], precision="fp32")
     model = load_model(exported[name, fmt])
@@ -40,11 +42,13 @@ def test_export_agrees_with_pytorch_at_any_length(trained_models, exported, name
         got = model.predict(signals, META)
         assert got.shape == (4, 5)
         assert np.abs(got - want).max() <= 1e-4, (samples, np.abs(got - want).max())
+        one = model.predict(signals[:1], META[:1])  # one record: a batch size the example did not have
+        assert np.abs(one - want[:1]).max() <= 1e-4, (samples, np.abs(one - want[:1]).max())
 
 
 def test_the_file_carries_what_a_device_needs(trained_models, exported):
     metrics = json.loads((trained_models["student-2"] / "metrics.json").read_text())
-    for fmt in ("onnx", "torchscript"):
+    for fmt in SUFFIX:
         info = load_model(exported["student-2", fmt]).info
         assert info["leads"] == ["I", "II"] and info["sampling_rate"] == 100 and info["window"] == 250
         assert info["stride"] == 100 and info["classes"] == ["NORM", "MI", "STTC", "CD", "HYP"]
@@ -148,3 +152,13 @@ def test_files_that_pretend_to_be_torchscript(trained_models, exported, tmp_path
     cut.write_bytes(real[: len(real) // 2])
     with pytest.raises(UserError, match="cut.pt: a truncated or damaged TorchScript"):
         load_model(cut)
+
+
+def test_files_that_pretend_to_be_pt2(exported, tmp_path):
+    real = exported[("teacher", "pt2")].read_bytes()
+    cut = tmp_path / "cut.pt2"
+    cut.write_bytes(real[: len(real) // 2])
+    with pytest.raises(UserError, match="cut.pt2: a truncated or damaged .pt2"):
+        load_model(cut)
+    assert load_model(exported[("teacher", "pt2")]).format == "pt2"
+    assert load_model(exported[("teacher", "torchscript")]).format == "torchscript"
