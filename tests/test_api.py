@@ -40,7 +40,8 @@ def test_readme_example_runs(tmp_path, monkeypatch, synthetic_ptbxl):
         _readme_example(),
         # the same calls on the test's small data and space, two trials at a time on 2 cores
         **{
-            'data="synthetic"': f'data="{synthetic_ptbxl}", num_cpus=2, max_concurrent=2, teacher_trials=1',
+            'data="synthetic"': f'data="{synthetic_ptbxl}", num_cpus=2, max_concurrent=2, teacher_trials=1, '
+            "finalists=1, finalist_seeds=1",
             'space="tiny"': 'space="micro.yaml"',
         },
     )

@@ -169,6 +169,8 @@ BAD_SEARCH_OPTIONS = [
     (("--seed", "-1"), "--seed -1: expected 0 to 2^32 - 1"),
     (("--seed", str(2**32)), "--seed 4294967296: expected 0 to 2^32 - 1"),
     (("--name", "x" * 300), "300 characters; expected at most 100"),
+    (("--finalists", "-1"), "--finalists -1: expected 0 (off) or more configurations per arm"),
+    (("--finalist-seeds", "0"), "--finalist-seeds 0: expected at least 1 further seed"),
     (("--address", "127.0.0.1:1"), "--address 127.0.0.1:1: nothing answers there (Connection refused)"),
 ]
 

@@ -58,6 +58,7 @@ LAYERS = [
     "searching.cluster",
     "searching.combined",
     "searching.experiment",
+    "searching.finalists",
     "searching.progress",
     "searching.budget",
     "searching.resume",

@@ -39,7 +39,7 @@ def small(args: list[str]) -> list[str]:
     # a search: two trials per arm and one teacher per size, on the tiny or the micro space
     args = ["2" if prev == "--trials" else a for prev, a in zip(["", *args[:-1]], args, strict=True)]
     space = [] if "--space" in args else ["--space", "micro.yaml", "--storage", "runs", "--name", "readme"]
-    return args + space + ["--teacher-trials", "1", *CLUSTER]
+    return args + space + ["--teacher-trials", "1", "--finalists", "1", "--finalist-seeds", "1", *CLUSTER]
 
 
 def test_the_readme_shows_the_commands_this_test_runs():

@@ -55,6 +55,21 @@ def search_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-baseline", action="store_true", help="skip the pseudo = False arm")
     p.add_argument(
+        "--finalists",
+        type=int,
+        default=d.finalists,
+        metavar="K",
+        help="after an arm's trials, retrain its top K configurations with --finalist-seeds more seeds "
+        "and choose by the mean (default: 3 when trials get GPUs, 2 on CPUs; 0: one run decides)",
+    )
+    p.add_argument(
+        "--finalist-seeds",
+        type=int,
+        default=d.finalist_seeds,
+        metavar="S",
+        help="further seeds per finalist (the report's first S seeds: report --seeds reuses them)",
+    )
+    p.add_argument(
         "--mlflow",
         default=d.mlflow,
         metavar="TRACKING_URI",
@@ -78,7 +93,7 @@ def search_main(argv: list[str]) -> int:
 
 
 def report_parser() -> argparse.ArgumentParser:
-    from raysearch.reporting.options import ReportOptions
+    from raysearch.reporting.options import CHOSEN_BY, ReportOptions
 
     d = ReportOptions()
     p = parser("raysearch report", "Table 1 of the paper from a finished search: seeds, CIs, paired test")
@@ -93,6 +108,14 @@ def report_parser() -> argparse.ArgumentParser:
         "without it, summarize the search's single-seed runs",
     )
     p.add_argument("--n-boot", type=int, default=d.n_boot, help="bootstrap resamples")
+    p.add_argument(
+        "--chosen-by",
+        choices=CHOSEN_BY,
+        default=d.chosen_by,
+        help="which configuration of each arm: the finalists' best seed mean, or the best first run "
+        "(what a search without finalists chooses; written as report-first-run.*, needs --seeds) "
+        "(default: the search's own choice)",
+    )
     add_threshold_rule(p, d.threshold_rule)
     add_data_options(p, d, "PTB-XL folder or 'synthetic' (default: the search's own --data)")
     add_cluster_options(p, d)

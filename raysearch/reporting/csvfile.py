@@ -1,4 +1,5 @@
-"""report.csv: one row per arm with every figure of the table."""
+"""report.csv: one row per arm with every figure of the table, and how the search had measured
+its chosen configuration (val_first_run, val_search_winner, val_finalist_mean)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,10 @@ def write_csv(report: Report, path: Path) -> None:
         "seed_gain_ci_hi",
         "seed_p_value",
         "paper_val",
+        "val_first_run",
+        "val_search_winner",
+        "val_finalist_mean",
+        "finalist_runs",
     ] + [f"test_auc_{c}" for c in CLASSES]
     with open(path, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=fields)
@@ -41,7 +46,7 @@ def write_csv(report: Report, path: Path) -> None:
             g = row.get("gain")
             sw = (g or {}).get("seed_welch")
             for arm, fig in row["arms"].items():
-                t, v = fig["test"], fig["val"]
+                t, v, sel = fig["test"], fig["val"], fig.get("selection") or {}
                 w.writerow(
                     {
                         "leads": row["leads"],
@@ -65,6 +70,10 @@ def write_csv(report: Report, path: Path) -> None:
                         "seed_gain_ci_hi": sw["ci"][1] if sw else None,
                         "seed_p_value": sw["p_value"] if sw else None,
                         "paper_val": None if report["header"].get("synthetic") else row["paper_val"].get(arm),
+                        "val_first_run": sel.get("first_val"),
+                        "val_search_winner": sel.get("search_winner_val"),
+                        "val_finalist_mean": sel.get("finalist_mean"),
+                        "finalist_runs": sel.get("finalist_runs"),
                         **{f"test_auc_{c}": t["ensemble_per_class"][c] for c in CLASSES},
                     }
                 )

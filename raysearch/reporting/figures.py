@@ -26,6 +26,7 @@ class ArmFigures(TypedDict, total=False):
     test: SplitFigures
     config: dict
     operating: dict  # reporting/clinical.py's operating_figures: calibration and the operating point
+    selection: dict  # table.selection_figures: validation as the search measured the chosen configuration
 
 
 class SeedWelch(TypedDict):

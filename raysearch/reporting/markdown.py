@@ -88,12 +88,57 @@ def markdown(report: Report) -> str:
             lines.append(
                 f"| {row['leads']} | {label} | " + " | ".join(f"{per[c]:.4f}" for c in CLASSES) + " |"
             )
+    lines += selection_markdown(report)
     lines += operating_markdown(report)
     lines += mattered_markdown(report.get("what_mattered") or {})
     if report.get("what_mattered_missing"):
         lines += ["", "## What mattered", "", f"Left out: {report['what_mattered_missing']}."]
     lines += ["", "## Reading", ""] + [f"- {s}" for s in reading(report)] + [""]
     return "\n".join(lines)
+
+
+def selection_markdown(report: Report) -> list[str]:
+    """The winner's curse: each chosen configuration's validation macro-AUC as the search first
+    measured it, as its finalists averaged it, as the report's seeds score it, and its test."""
+    rows = [
+        (row["leads"], arm, fig)
+        for row in report["rows"]
+        for arm, fig in row["arms"].items()
+        if "selection" in fig
+    ]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## How the search measured its choices (the winner's curse)",
+        "",
+        "Validation macro-AUC of each chosen configuration: its first run (the one the search ranked it "
+        "by; the search's one-run winner when they differ), its finalists' mean (its first run and its "
+        "further seeds), and the report's seeds on the same fold; then their test macro-AUC. The "
+        "first run minus the report's validation mean is what choosing the best of many noisy runs added "
+        "(the same fold, new seeds); validation minus test is the difference between the folds.",
+        "",
+        "| leads | arm | val: first run | val: finalist mean (runs) | val: report seeds | test: report seeds "
+        "| first run − report val | report val − test |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for leads, arm, fig in rows:
+        sel = fig["selection"]
+        first = f"{sel['first_val']:.4f}"
+        if sel["search_winner_val"] != sel["first_val"]:
+            first += f" (winner {sel['search_winner_val']:.4f})"
+        mean = (
+            f"{sel['finalist_mean']:.4f} ({sel['finalist_runs']})"
+            if sel["finalist_mean"] is not None
+            else "–"
+        )
+        val, test = fig["val"]["mean"], fig["test"]["mean"]
+        label = {"student": "pseudo = True", "baseline": "pseudo = False"}[arm]
+        lines.append(
+            f"| {leads} | {label} | {first} | {mean} | {_pm(fig['val'])} | {_pm(fig['test'])} | "
+            f"{sel['first_val'] - val:+.4f} | {val - test:+.4f} |"
+        )
+    return lines
 
 
 def _ci3(v: list[float]) -> str:
@@ -161,19 +206,55 @@ def mattered_markdown(mattered: dict) -> list[str]:
             "",
             f"**{arm}**: {m['finished']} finished, {t['pruned']} stopped early by ASHA, {t['fail']} failed.",
         ]
+        floor = m.get("noise_floor")
+        if floor is not None:
+            lines.append(
+                f"Retraining noise (the std of validation macro-AUC over seeds, from the finalists): "
+                f"{floor:.4f}. A parameter matters only where the AUC spread it explains (the std, "
+                f"sqrt(importance x the variance of the finished trials' scores)) exceeds it."
+            )
         if m["importance"] is None:
             lines.append(f"Too few finished trials to rank parameters ({m['finished']} < {m['min_trials']}).")
+        elif floor is not None and m.get("explained_std"):
+            lines += [
+                "",
+                "| parameter | fANOVA (AUC std explained) | PED-ANOVA (AUC std explained) |",
+                "|---|---|---|",
+            ]
+            lines += [
+                f"| {k} | {_explained(m, 'fanova', k)} | {_explained(m, 'ped_anova', k)} |"
+                for k in m["importance"]["fanova"]
+            ]
         else:
             fanova, ped = m["importance"]["fanova"], m["importance"]["ped_anova"]
             lines += ["", "| parameter | fANOVA | PED-ANOVA |", "|---|---|---|"]
             lines += [f"| {k} | {fanova[k]:.2f} | {ped.get(k, 0.0):.2f} |" for k in fanova]
         if m["best_val_macro_auc_per_sim"]:
-            best = m["best_val_macro_auc_per_sim"]
+            best, noise = m["best_val_macro_auc_per_sim"], m.get("sim_within_noise") or {}
             lines.append("")
             lines.append(
-                "Best val macro-AUC per similarity: " + ", ".join(f"{k} {v:.4f}" for k, v in best.items())
+                "Best val macro-AUC per similarity: "
+                + ", ".join(
+                    f"{k} {v:.4f}{_noise_mark(noise.get(k), v == max(best.values()))}"
+                    for k, v in best.items()
+                )
             )
     return lines
+
+
+def _explained(m: dict, evaluator: str, param: str) -> str:
+    """An importance, the AUC std it explains, and whether that is within retraining noise."""
+    importance = m["importance"][evaluator].get(param, 0.0)
+    std = m["explained_std"][evaluator].get(param, 0.0)
+    within = m["importance_within_noise"][evaluator].get(param, True)
+    return f"{importance:.2f} ({std:.4f}{', within retraining noise' if within else ''})"
+
+
+def _noise_mark(within: bool | None, best: bool) -> str:
+    """After a similarity's best: whether it is told apart from the best similarity's."""
+    if within is None or best:
+        return ""
+    return " (within retraining noise of the best)" if within else ""
 
 
 def _welch(w: SeedWelch | None) -> str:

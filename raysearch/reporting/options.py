@@ -17,3 +17,10 @@ class ReportOptions(DataOptions, ClusterOptions):
     n_boot: int = 1000
     threshold_rule: str = "f1"  # f1 | youden | sensitivity:X: each class's threshold, fitted on validation
     data: str | None = None  # type: ignore[assignment]  # None: the search's own --data
+    # which configuration of each arm to report: "finalists" (the best seed mean, the search's
+    # choice when it ran finalists) or "first-run" (the best single run, what a search without
+    # finalists chooses); None: the search's own choice
+    chosen_by: str | None = None
+
+
+CHOSEN_BY = ("finalists", "first-run")

@@ -61,6 +61,7 @@ def reading(report: Report) -> list[str]:
             f"{row['leads']} leads: gain {g['gain']:+.4f} (95% CI {lo:+.4f} to {hi:+.4f}, p {p_text}); "
             f"{verdict}.{seeds}{at_point}"
         )
+    out += _selection_reading(report)
     for leads in report["incomplete"]:
         out.append(f"{leads} leads: left out, the search ran only one of the two arms (--no-baseline).")
     out.append(
@@ -85,6 +86,40 @@ def reading(report: Report) -> list[str]:
             "the models; ours are test figures of configurations frozen before the test fold was read."
         )
     return out
+
+
+def _selection_reading(report: Report) -> list[str]:
+    """The winner's curse in words: how far the first validation figures sat above what new seeds
+    of the same configurations score on the same fold, and the finalists' means beside them."""
+    chosen = [fig for row in report["rows"] for fig in row.get("arms", {}).values() if "selection" in fig]
+    if not chosen:
+        return []
+    if report["header"]["seeds"] < 2:
+        return [
+            "Each chosen configuration's validation figure here is its search run itself: how much "
+            "choosing the best of many noisy runs inflated it is not measured (report --seeds K retrains it)."
+        ]
+    first = [f["selection"]["first_val"] - f["val"]["mean"] for f in chosen]
+    sentence = (
+        f"Choosing by one run flattered the choices: their first runs scored {_mean(first):+.4f} on average "
+        f"({min(first):+.4f} to {max(first):+.4f}) above the report's new seeds of the same configurations "
+        f"on the same validation fold"
+    )
+    finals = [
+        f["selection"]["finalist_mean"] - f["val"]["mean"] for f in chosen if f["selection"]["finalist_mean"]
+    ]
+    if finals:
+        sentence += f"; their finalist means, {_mean(finals):+.4f}"
+    drop = _mean([f["val"]["mean"] - f["test"]["mean"] for f in chosen])
+    side = "below" if drop >= 0 else "above"
+    return [
+        sentence + f". Test sat {abs(drop):.4f} {side} validation on average, the difference between the "
+        "folds. The first figure a search reports is the one to discount; the report's seeds are not."
+    ]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values)
 
 
 def _synthetic_reading(report: Report) -> list[str]:

@@ -68,7 +68,7 @@ def _training_seconds(runs: dict[str, list[Path]]) -> float:
 
 def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, t0: float) -> Report:
     """Everything after the freeze: the runs (seeded or the search's), the table, its files."""
-    out = run_dir.path / "report"
+    out = run_dir.path / frozen["name"]
     summary = frozen["summary"]
     data = open_dataset(replace(options, data=options.data or summary["data"]))  # a DataOptions too
     require_answerable(data)
@@ -78,6 +78,11 @@ def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, 
     if k:
         run_seeds(options, run_dir, frozen, data, seeds)
         runs = {name: [out / "runs" / f"{name}-seed{s}" for s in seeds] for name in frozen["configs"]}
+    elif frozen["name"] != "report":  # another choice than the search's: its runs are not kept
+        raise UserError(
+            f"--chosen-by {frozen['chosen_by']}: the search kept the networks of its own choices only; "
+            f"add --seeds K to retrain these"
+        )
     else:
         runs = single_seed(frozen, data, out, run_dir.path)
 
@@ -87,7 +92,12 @@ def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, 
 
     report = build_report(runs, frozen, options.n_boot, options.threshold_rule, fitted)
     try:
-        report["what_mattered"] = what_mattered(run_dir.path / "optuna.db", frozen["search_seed"])
+        floors = {  # each arm's retraining noise, measured by its finalists
+            f"{arm}-{leads}": (r.get("finalists") or {}).get("noise_floor")
+            for leads, arms in summary["leads"].items()
+            for arm, r in arms.items()
+        }
+        report["what_mattered"] = what_mattered(run_dir.path / "optuna.db", frozen["search_seed"], floors)
     except UserError as e:  # the studies are a record beside the search: the table stands without
         report["what_mattered"], report["what_mattered_missing"] = {}, str(e)
         log.warning(f"raysearch: {e}: the report leaves out What mattered")
@@ -106,6 +116,7 @@ def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, 
         "space": summary["space"],
         "trials": summary["trials"],
         "search_seed": frozen["search_seed"],
+        "chosen_by": frozen["chosen_by"],
         "budget": _budget(frozen["configs"]),
         "device": _device(options),
         "wall": {
@@ -142,25 +153,30 @@ def run_report(options: ReportOptions) -> Report:
 
 
 def _report(options: ReportOptions, run_dir: RunDir, t0: float) -> Report:
-    run_dir.sync("down", ("summary.json", "progress.json", "optuna.db", "teachers", "best", "report"))
-    frozen = freeze(run_dir.path, run_dir.location)
-    digest = write_frozen(run_dir.path / "report", frozen)  # before any training or test read
+    from raysearch.reporting.options import CHOSEN_BY
+
+    if options.chosen_by not in (None, *CHOSEN_BY):
+        raise UserError(f"--chosen-by {options.chosen_by}: expected one of {', '.join(CHOSEN_BY)}")
+    kept = ("summary.json", "progress.json", "optuna.db", "teachers", "best", "report", "report-first-run")
+    run_dir.sync("down", kept)
+    frozen = freeze(run_dir.path, run_dir.location, options.chosen_by)
+    name = frozen["name"]  # report, or report-first-run beside it
+    digest = write_frozen(run_dir.path / name, frozen)  # before any training or test read
     run_dir.sync("up")  # configs.json at RUN_DIR before anything reads the test fold
     try:
         report = _tables(options, run_dir, frozen, digest, t0)
         mattered = any(m["points"] for m in report["what_mattered"].values())
-        report["written"] = ["report.md", "report.csv", "report.json", "report.png"]
-        report["written"] += ["report-mattered.png"] if mattered else []
-        report["written"] += ["report-calibration.png"]
-        write_text(run_dir.path / "report.json", json.dumps(report, indent=1))
-        write_with(run_dir.path / "report.csv", lambda tmp: write_csv(report, tmp))
-        write_with(run_dir.path / "report.png", lambda tmp: plot(report, tmp))
+        report["written"] = [f"{name}.md", f"{name}.csv", f"{name}.json", f"{name}.png"]
+        report["written"] += [f"{name}-mattered.png"] if mattered else []
+        report["written"] += [f"{name}-calibration.png"]
+        path = run_dir.path
+        write_text(path / f"{name}.json", json.dumps(report, indent=1))
+        write_with(path / f"{name}.csv", lambda tmp: write_csv(report, tmp))
+        write_with(path / f"{name}.png", lambda tmp: plot(report, tmp))
         if mattered:
-            write_with(
-                run_dir.path / "report-mattered.png", lambda tmp: plot_mattered(report["what_mattered"], tmp)
-            )
-        write_with(run_dir.path / "report-calibration.png", lambda tmp: plot_calibration(report, tmp))
-        write_text(run_dir.path / "report.md", markdown(report))
+            write_with(path / f"{name}-mattered.png", lambda tmp: plot_mattered(report["what_mattered"], tmp))
+        write_with(path / f"{name}-calibration.png", lambda tmp: plot_calibration(report, tmp))
+        write_text(path / f"{name}.md", markdown(report))
     finally:
         run_dir.sync("up")  # what was made, the runs evaluated so far too when some failed
     return report

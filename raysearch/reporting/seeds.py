@@ -1,7 +1,9 @@
 """The report's runs: each frozen configuration retrained with K new seeds as one Tune run on the
 cluster (the students distilling from the search's own teacher), or, without --seeds, the search's
 own single-seed runs; each finished run evaluated once (validation and test) into
-RUN_DIR/report/runs/ARM-LEADS-seedN, so a rerun reuses it.
+RUN_DIR/report/runs/ARM-LEADS-seedN, so a rerun reuses it. Runs of the same configuration and seed
+that exist already (the chosen finalists' the search kept, the other report's) are used instead of
+trained again.
 """
 
 from __future__ import annotations
@@ -41,15 +43,61 @@ def seed_trials(frozen: dict, todo: list[tuple[str, int]], trial_constants: dict
         }
         for name, seed in todo
     ]
-    tag = hashlib.sha256(json.dumps(todo).encode()).hexdigest()[:8]
+    # another choice (report-first-run) trains other configurations under the same names: its own run
+    key = todo if frozen["name"] == "report" else [frozen["name"], todo]
+    tag = hashlib.sha256(json.dumps(key).encode()).hexdigest()[:8]
     epochs = max(int(job["epochs"]) for job in jobs)
-    return TrialSet(f"report-{tag}", {}, len(jobs), epochs, FixedSearcher(jobs))
+    return TrialSet(f"{frozen['name']}-{tag}", {}, len(jobs), epochs, FixedSearcher(jobs))
+
+
+def reuse_runs(frozen: dict, seeds: list[int], run_dir: Path, device: str, data) -> list[str]:
+    """Runs of the same configuration and seed that already exist, used instead of training them
+    again: the chosen finalists' networks the search kept (RUN_DIR/best/ARM/seeds/seedN, evaluated
+    here) and the other report's evaluated runs (report/ for report-first-run and back). One
+    whose configuration is not the frozen one (but for its seed) is left alone."""
+    import shutil
+
+    out = run_dir / frozen["name"] / "runs"
+    others = [run_dir / n / "runs" for n in ("report", "report-first-run") if n != frozen["name"]]
+    reused = []
+    for name, config in frozen["configs"].items():
+        for seed in seeds:
+            run = f"{name}-seed{seed}"
+            if (out / run / "metrics.json").is_file():
+                continue
+            evaluated = [d / run for d in others if (d / run / "metrics.json").is_file()]
+            kept = run_dir / "best" / name / "seeds" / f"seed{seed}"
+            for source in evaluated + ([kept] if kept.is_dir() else []):
+                saved = load_checkpoint(source)
+                if _training_settings({**saved.config, "seed": seed}) != _training_settings(
+                    {**config, "seed": seed}
+                ):
+                    continue
+                if source == kept:
+                    with data.unsealed():  # configurations frozen (configs.json) and this run trained
+                        evaluate_frozen(saved, data, out / run, device, False)
+                else:
+                    shutil.copytree(source, out / run)
+                reused.append(run)
+                break
+    return reused
+
+
+def _training_settings(config: dict) -> dict:
+    """What decides a run's network: its configuration without where and how it ran."""
+    return {k: v for k, v in config.items() if k not in ("device", "threads", "n_boot", "extra")}
 
 
 def run_seeds(options: ReportOptions, run_dir: RunDir, frozen: dict, data, seeds: list[int]) -> None:
-    """Retrain every frozen configuration with each seed (the runs not already in report/runs) as
-    one trial_set, then evaluate each finished run once (validation and test)."""
-    out = run_dir.path / "report"
+    """Retrain every frozen configuration with each seed (the runs not already in report/runs, nor
+    kept by the search's finalists) as one trial_set, then evaluate each finished run once
+    (validation and test)."""
+    out = run_dir.path / frozen["name"]
+    reused = reuse_runs(frozen, seeds, run_dir.path, _eval_device(options), data)
+    if reused:
+        log.info(
+            f"report: {len(reused)} run(s) of the same configuration and seed reused ({', '.join(reused)})"
+        )
     todo = [
         (name, seed)
         for name in frozen["configs"]

@@ -1,7 +1,8 @@
 """Table 1's numbers: per lead subset and arm, test macro-AUC mean ± std over seeds and the
 macro-AUC of the seed-ensembled predictions with its bootstrap CI; the gain pseudo = True - False
 with a paired bootstrap and, over seeds, Welch's test; validation beside test; and each arm's
-operating point (calibration and thresholds from validation, their test figures, reporting/clinical.py).
+operating point (calibration and thresholds from validation, their test figures, reporting/clinical.py);
+and how the search had measured each chosen configuration (the winner's curse).
 """
 
 from __future__ import annotations
@@ -63,6 +64,24 @@ def arm_figures(runs: list[Path], loaded: dict, n_boot: int) -> ArmFigures:
     return out
 
 
+def selection_figures(summary: dict, leads: str, arm: str) -> dict:
+    """How the search measured the chosen configuration before the report retrained it: the
+    validation macro-AUC of its first run (the one it was ranked by), of the search's one-run
+    winner, and its finalists' mean over their runs (None without finalists)."""
+    r = summary["leads"][leads][arm]
+    winner = r.get("search_winner", {}).get("val_macro_auc", r["val_macro_auc"])
+    f = r.get("finalists")
+    if not f or not f["table"]:
+        return {"first_val": winner, "search_winner_val": winner, "finalist_mean": None, "finalist_runs": 0}
+    chosen = f["table"][0]
+    return {
+        "first_val": chosen["val_macro_auc"][0],
+        "search_winner_val": winner,
+        "finalist_mean": chosen["mean"],
+        "finalist_runs": len(chosen["val_macro_auc"]),
+    }
+
+
 def build_report(
     runs: dict[str, list[Path]], frozen: dict, n_boot: int, rule: str = "f1", fitted=None
 ) -> Report:
@@ -91,6 +110,8 @@ def build_report(
         for a in arms:
             figures = arm_figures(runs[a], loaded[a], n_boot)
             figures["config"] = frozen["configs"][a]
+            if leads != "12" and "summary" in frozen:
+                figures["selection"] = selection_figures(frozen["summary"], leads, a.split("-")[0])
             _, y_test, scores = loaded[a]["test"]
             figures["operating"] = operating_figures(points[a], y_test, np.mean(scores, axis=0), n_boot)
             row["arms"][a.split("-")[0]] = figures

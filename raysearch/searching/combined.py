@@ -10,14 +10,15 @@ through Tune's public interfaces:
                            after={"student-4": "teacher"})
     scheduler = CombinedScheduler(searcher)
 
-CombinedSearcher hands each new trial to an open arm (an arm others wait for first, then the one with
-the most budget left, so no arm starves) and delegates to that arm's own searcher: each arm keeps
-its own Optuna study and exactly its own trial budget. CombinedScheduler routes every trial's results
-to its arm's own scheduler (ASHA): a trial is compared only with trials of its own arm. An arm
-listed in `after` opens once every trial of the arm it waits for has ended and the driver's hook
-(`CombinedSearcher.hooks`, e.g. putting the chosen teachers in the object store) has run. The searcher
-opens it, when Tune next asks for a trial: Tune, with every trial ended, waits on the searcher
-alone.
+CombinedSearcher hands each new trial to an open arm (an arm another search waits for first, then
+an arm's finalists, then the one with the most budget left, so no arm starves) and delegates to
+that arm's own searcher: each arm keeps its own Optuna study and exactly its own trial budget.
+CombinedScheduler routes every trial's results to its arm's own scheduler (ASHA): a trial is
+compared only with trials of its own arm. An arm listed in `after` opens once every trial of the
+arm it waits for has ended and the driver's hook (`CombinedSearcher.hooks`, e.g. putting the
+chosen teachers in the object store) has run; a searcher with a `gate_ended(trials)` method (an
+arm's finalists, searching/finalists.py) is handed those trials then. The searcher opens it when
+Tune next asks for a trial: Tune, with every trial ended, waits on the searcher alone.
 
 Resuming: the searcher's checkpoint holds every arm's searcher and scheduler (the ASHA brackets
 too: Tune checkpoints searchers, not schedulers), and Tune unpickles the searcher and the
@@ -79,10 +80,16 @@ class CombinedSearcher(Searcher):
         ready = [a for a in self.searchers if a in self.opened and self.given[a] < self.budget[a]]
         if not ready:
             return None
-        gates = [a for a in ready if a in self.after.values()]  # others wait for these: first
-        if gates:
-            return gates[0]
+        # first the arms other searches wait for (the teacher), then finalists (an arm's answer)
+        gates = [a for a in ready if any(g == a and not self._follows(d) for d, g in self.after.items())]
+        finalists = [a for a in ready if self._follows(a)]
+        if gates or finalists:
+            return (gates or finalists)[0]
         return max(ready, key=lambda a: self.budget[a] - self.given[a])  # the first on ties
+
+    def _follows(self, arm: str) -> bool:
+        """Whether the arm's searcher takes its configurations from its gate's ended trials."""
+        return callable(getattr(self.searchers[arm], "gate_ended", None))
 
     def suggest(self, trial_id: str) -> dict | None:
         self._open_gates()
@@ -140,6 +147,9 @@ class CombinedSearcher(Searcher):
             except UserError as e:
                 self.close(str(e))
                 return
+            for arm, g in self.after.items():  # e.g. an arm's finalists: its best trials
+                if g == gate and self._follows(arm):
+                    self.searchers[arm].gate_ended(trials)
             self.open_after(gate)
 
     # -- Tune's checkpoint of the searcher ----------------------------------------------

@@ -15,6 +15,7 @@ that was interrupted: an arm is never summarized as if it had finished.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from raysearch.errors import UserError
@@ -38,6 +39,12 @@ class TrialSet:
     scheduler: object | None = None  # a Tune TrialScheduler; None: every trial runs to the end
     mean_epochs: float = 0.0  # the epochs a trial runs on average (ASHA stops many early); 0: epochs
     label: str = ""  # how messages name it (default: its name)
+    # the trials it runs, given the experiment's results, when fewer than num_samples may be right
+    # (an arm's finalists: fewer when fewer of its trials ran every epoch); None: num_samples
+    expected: Callable[[list], int] | None = None
+
+    def expected_trials(self, results: list) -> int:
+        return self.num_samples if self.expected is None else self.expected(results)
 
 
 def combine(name: str, trial_sets: list[TrialSet], after: dict[str, str] | None = None) -> TrialSet:
@@ -48,8 +55,13 @@ def combine(name: str, trial_sets: list[TrialSet], after: dict[str, str] | None 
     )
     total = sum(p.num_samples for p in trial_sets)
     label = ", ".join(p.name for p in trial_sets)
+
+    def expected(results: list) -> int:
+        return sum(p.expected_trials(results) for p in trial_sets)
+
+    epochs = max(p.epochs for p in trial_sets)
     return TrialSet(
-        name, {}, total, max(p.epochs for p in trial_sets), searcher, CombinedScheduler(searcher), label=label
+        name, {}, total, epochs, searcher, CombinedScheduler(searcher), label=label, expected=expected
     )
 
 
@@ -132,7 +144,7 @@ def run_experiment(
     statuses = trial_statuses(grid)
     if (
         interrupted
-        or len(statuses) < trial_set.num_samples
+        or len(statuses) < trial_set.expected_trials(list(grid))
         or any(s not in ("TERMINATED", "ERROR") for s in statuses)
     ):
         raise UserError(

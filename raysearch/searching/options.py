@@ -105,5 +105,18 @@ class SearchOptions(DataOptions, ClusterOptions):
     teacher_trials: int = 2  # per embedding size
     no_baseline: bool = False
     mlflow: str | None = None  # an MLflow tracking URI: every trial logged there too
+    # each arm's top configurations retrained with more seeds, the choice by their means
+    # (searching/finalists.py); None: 3 when trials get GPUs, 2 on CPUs; 0: one run decides
+    finalists: int | None = None
+    finalist_seeds: int = 3  # further seeds per finalist (its first run makes one more)
     resume: bool = False
     threshold_rule: str = "f1"  # the chosen models' per-class thresholds, fitted on validation
+
+    def finalist_count(self, recorded: dict | None = None) -> int:
+        """--finalists as a number: the one asked for; for a resumed run that was not asked, the
+        run's (0 for a run made before finalists existed); else 3 with GPUs, 2 on CPUs."""
+        if self.finalists is not None:
+            return self.finalists
+        if self.resume and recorded is not None:
+            return int(recorded.get("finalists") or 0)
+        return 3 if self.gpus_per_trial > 0 else 2

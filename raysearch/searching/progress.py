@@ -54,6 +54,14 @@ def clock(seconds: float) -> str:
     return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
 
 
+def epoch_seconds(result: dict) -> float:
+    """A trial's seconds per epoch so far, without the once-per-search wait for the teacher's
+    cached embeddings (the trial that computed them would otherwise look many times slower)."""
+    iters = int(result.get("training_iteration") or 0)
+    total = result.get("time_total_s", 0.0) - (result.get("teacher_cache_seconds") or 0.0)
+    return max(total, 0.0) / iters if iters else 0.0
+
+
 class ConsoleProgress(Callback):
     """Tune callback printing raysearch's progress view for the rows of one Tune run.
 
@@ -101,7 +109,7 @@ class ConsoleProgress(Callback):
             iters = int(last.get("training_iteration", 0) or 0)
             out["epochs"] += iters
             if iters:
-                out["per_epoch"].append(last.get("time_total_s", 0.0) / iters)
+                out["per_epoch"].append(epoch_seconds(last))
             # what the search would choose now: a trial that ran every epoch, by its last epoch's
             # value (the kept checkpoint's, as in the summary, the report, TensorBoard and Optuna)
             final = last.get(METRIC) if t.status == "TERMINATED" and iters >= row.epochs else None

@@ -12,7 +12,17 @@ from raysearch.searching.rundir import RunDir
 
 # What a search searched: a --resume that changes one of these would continue another search.
 # The rest (--max-concurrent, --cpus-per-trial, --address, ...) only change how it runs.
-WHAT_IT_SEARCHED = ("leads", "trials", "teacher_trials", "seed", "teacher", "no_baseline", "sampling_rate")
+WHAT_IT_SEARCHED = (
+    "leads",
+    "trials",
+    "teacher_trials",
+    "seed",
+    "teacher",
+    "no_baseline",
+    "sampling_rate",
+    "finalists",
+    "finalist_seeds",
+)
 
 
 FIXED_AT_START = ("mlflow",)  # Tune keeps its callbacks in the run: a restore cannot change them

@@ -7,7 +7,9 @@
     3. per lead subset, two arms with the same trial budget and the same ASHA scheduler:
                 student  (pseudo = True)  OptunaSearch (TPE, seeded) over alpha, sim, embedding size, lr
                 baseline (pseudo = False) OptunaSearch over the parameters that apply (embedding size, lr)
-    4. summary  per lead subset the best configuration of each arm (validation fold), its test
+    4. finalists each arm's top `finalists` configurations retrained with `finalist_seeds` more
+                seeds once its trials have ended (searching/finalists.py); the best mean is chosen.
+    5. summary  per lead subset the chosen configuration of each arm (validation fold), its test
                 macro-AUC with bootstrap CI (fold 10, read once, for that configuration only),
                 side by side: RUN_DIR/summary.json and summary.md, printed.
 
@@ -36,6 +38,7 @@ from raysearch.searching.budget import arm_search, choose_space
 from raysearch.searching.cluster import ray_cluster
 from raysearch.searching.combined import CombinedSearcher
 from raysearch.searching.experiment import combine, run_experiment
+from raysearch.searching.finalists import finalist_seeds, finalist_trials, finalists_arm
 from raysearch.searching.options import SearchOptions
 from raysearch.searching.progress import ConsoleProgress, ProgressRow
 from raysearch.searching.resume import check_resume, resume_command
@@ -61,6 +64,10 @@ def _run_dir(options: SearchOptions, leads: list[str]) -> RunDir:
         raise UserError(f"--seed {options.seed}: expected 0 to 2^32 - 1")
     options.check()
     check_rule(options.threshold_rule)
+    if options.finalists is not None and options.finalists < 0:
+        raise UserError(f"--finalists {options.finalists}: expected 0 (off) or more configurations per arm")
+    if options.finalist_seeds < 1:
+        raise UserError(f"--finalist-seeds {options.finalist_seeds}: expected at least 1 further seed")
     if options.resume and not options.name:
         raise UserError("--resume needs the --name (and --storage) of the run to continue")
     options.name = options.name or f"search-{'-'.join(leads)}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -68,7 +75,8 @@ def _run_dir(options: SearchOptions, leads: list[str]) -> RunDir:
 
 
 def _open_run(run_dir: RunDir, options: SearchOptions) -> None:
-    """A new RUN_DIR must be empty; a resumed one is read (fetched first from a URI)."""
+    """A new RUN_DIR must be empty; a resumed one is read (fetched first from a URI). --finalists
+    is made a number: a resumed run keeps its own unless another is asked (and then refused)."""
     if options.resume:
         run_dir.sync("down")
     else:
@@ -78,6 +86,7 @@ def _open_run(run_dir: RunDir, options: SearchOptions) -> None:
     if options.resume and not run_dir.progress_path.is_file():
         raise UserError(f"{run_dir.location}: no interrupted search to resume (progress.json missing)")
     run_dir.load_progress()
+    options.finalists = options.finalist_count(run_dir.progress.get("args"))
 
 
 def _describe(options, leads, arms, trial_sets, space, space_note, data, sizes, cluster, run_dir) -> str:
@@ -118,10 +127,26 @@ def _describe(options, leads, arms, trial_sets, space, space_note, data, sizes, 
         f"           and {len(leads) * len(arms)} arm(s) x {options.trials} trials, all in one experiment "
         f"({'baselines from the start, ' if 'baseline' in arms else ''}students once their teacher "
         f"is chosen); epochs per trial: {per_lead}",
+        f"           {_finalists_line(options, leads, arms, trial_sets)}",
         f"  cluster  {resources}; {cluster.max_concurrent} trial(s) at a time",
         f"  RUN_DIR  {run_dir.location}  (tensorboard --logdir {run_dir.location})",
     ]
     return "\n".join(lines)
+
+
+def _finalists_line(options: SearchOptions, leads: list[str], arms: tuple, trial_sets: list) -> str:
+    """How each arm's choice is made, and what the finalists add to the budget."""
+    if not options.finalists:
+        return "finalists off (--finalists 0): each arm's choice is its best single run"
+    k, s = options.finalists, options.finalist_seeds
+    epochs = max(t.epochs for t in trial_sets)
+    added = sum(k * s * t.epochs for t in trial_sets)
+    searched = sum(t.num_samples * (t.mean_epochs or t.epochs) for t in trial_sets)
+    return (
+        f"then each arm's top {k} configuration(s) retrained with {s} more seed(s), chosen by the mean "
+        f"(finalists): {len(leads) * len(arms)} x {k * s} trials of {epochs} epochs, no early stopping "
+        f"({added} epochs, {100 * added / searched:.0f}% more than the arms' ~{searched:.0f})"
+    )
 
 
 def run_search(options: SearchOptions) -> dict:
@@ -206,8 +231,13 @@ def _run_arms(options, run_dir, cluster, teachers, trial_sets, todo, data, store
     from raysearch.searching.ray_compat import object_store_stats
 
     teacher = teachers.trial_set
-    parts = ([teacher] if teacher is not None else []) + trial_sets
-    after = {t.name: "teacher" for t in trial_sets if t.param_space["pseudo"]} if teacher else None
+    seeds = finalist_seeds(options.seed, options.finalist_seeds)
+    finalists = {
+        t.name: finalist_trials(t, options.finalists, seeds) for t in trial_sets if options.finalists
+    }
+    parts = ([teacher] if teacher is not None else []) + trial_sets + list(finalists.values())
+    after = {t.name: "teacher" for t in trial_sets if t.param_space["pseudo"]} if teacher else {}
+    after.update({f.name: arm for arm, f in finalists.items()})  # an arm's finalists follow its search
     experiment = combine(TRIALS, parts, after=after)
 
     def teachers_ended(trials: list) -> None:
@@ -233,8 +263,9 @@ def _run_arms(options, run_dir, cluster, teachers, trial_sets, todo, data, store
     device = "auto" if options.gpus_per_trial > 0 else "cpu"
     for arm in todo:
         mine = [r for r in results if r.config.get("arm") == arm.name]
+        theirs = [r for r in results if r.config.get("arm") == finalists_arm(arm.name)] if finalists else None
         teachers.measured.update(seconds_per_epoch(arm.name, mine))
-        chosen = arm_summary(arm, mine, data, run_dir, device, options.threshold_rule)
+        chosen = arm_summary(arm, mine, data, run_dir, device, options.threshold_rule, theirs, options.seed)
         run_dir.progress["stages"][arm.name] = chosen
         run_dir.progress["seconds_per_epoch"] = teachers.measured
         run_dir.save_progress()
@@ -253,6 +284,8 @@ def _write_summary(options, leads, arms, run_dir, space, data, clock, store) -> 
         "space": space["_path"],
         "trials": options.trials,
         "seed": options.seed,
+        "finalists": options.finalists,
+        "finalist_seeds": options.finalist_seeds if options.finalists else 0,
         "classes": list(CLASSES),
         "teachers": dict(stages.get("teacher", {})),
         "leads": {lead: {arm: stages[arm_name(arm, lead)] for arm in arms} for lead in leads},

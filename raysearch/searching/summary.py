@@ -1,5 +1,6 @@
-"""An arm's summary once its trials have ended (its best fully trained trial on validation,
-evaluated on the test fold once), and summary.md, the search's side-by-side table.
+"""An arm's summary once its trials have ended (its chosen configuration on validation, by its
+finalists' seed means or by its best fully trained trial, evaluated on the test fold once), and
+summary.md, the search's side-by-side table with each arm's finalists.
 """
 
 from __future__ import annotations
@@ -10,8 +11,12 @@ from raysearch.data.schema import PTBXL_RECORDS
 from raysearch.errors import UserError
 from raysearch.searching.budget import plain_config
 from raysearch.searching.experiment import TrialSet, best_trial, failed_once, sort_trials
+from raysearch.searching.finalists import finalist_table, lead_beyond_noise, noise_floor
+from raysearch.searching.progress import epoch_seconds
 from raysearch.searching.rundir import RunDir
 from raysearch.searching.trainable import trained_network
+from raysearch.training.checkpoint import save_checkpoint
+from raysearch.training.config import METRIC
 from raysearch.training.evaluation import evaluate_frozen
 
 SEARCHED = ("alpha", "sim", "embedding_size", "lr", "weight_decay")  # what a summary shows per arm
@@ -27,18 +32,31 @@ PAPER_VAL_AUC = {
 
 
 def arm_summary(
-    trial_set: TrialSet, results: list, data, run_dir: RunDir, device: str, rule: str = "f1"
+    trial_set: TrialSet,
+    results: list,
+    data,
+    run_dir: RunDir,
+    device: str,
+    rule: str = "f1",
+    finalists: list | None = None,
+    search_seed: int = 0,
 ) -> dict:
-    """Pick the arm's best fully trained trial on validation; evaluate it on the test fold once
-    (its operating point fitted by `rule` on validation first)."""
+    """Choose the arm's configuration on validation: with `finalists` (the results of its finalist
+    trials; None: finalists off) the finalist with the best mean over its seeds, else the best
+    fully trained trial. Evaluate the chosen configuration's first run on the test fold once (its
+    operating point fitted by `rule` on validation first)."""
     trials = sort_trials(results, trial_set.epochs)
     try:
-        top = best_trial(results, trial_set.epochs, trial_set.name)
+        winner = best_trial(results, trial_set.epochs, trial_set.name)  # the search's one-run winner
     except UserError as e:
         raise UserError(f"{e}; see {run_dir.location}/{trial_set.name}") from None
+    table = finalist_table(results, finalists, trial_set.epochs, search_seed) if finalists is not None else []
+    top = table[0]["results"][0] if table else winner
+    out = run_dir.path / "best" / trial_set.name
     with data.unsealed():  # the configuration is chosen: its test figures may be read, once
-        out = run_dir.path / "best" / trial_set.name
         metrics = evaluate_frozen(trained_network(top), data, out, device, rule=rule)
+    for r in table[0]["results"][1:] if table else []:  # its other seeds: the report reuses them
+        save_checkpoint(out / "seeds" / f"seed{int(r.config['seed'])}", trained_network(r))
     return {
         "trials": len(results),
         "finished": len(trials["finished"]),
@@ -51,15 +69,43 @@ def arm_summary(
         "test_macro_auc_ci": metrics["test_macro_auc_ci"],
         "test_per_class_auc": metrics["per_class_auc"],
         "best_dir": f"{run_dir.location}/best/{trial_set.name}",
+        # the single run that won the search (what an HPO tool reports), beside the choice
+        "search_winner": {
+            "config": plain_config(winner.config, SEARCHED),
+            "val_macro_auc": float(winner.metrics[METRIC]),
+        },
+        "finalists": _finalists(table, finalists) if finalists is not None else None,
+    }
+
+
+def _finalists(table: list[dict], results: list) -> dict:
+    """summary.json's record of an arm's finalists: each one's seeds and scores, the noise floor,
+    and whether the chosen one's lead over the runner-up exceeds it."""
+    floor = noise_floor(table)
+    return {
+        "trials": len(results),
+        "noise_floor": floor,
+        "lead": table[0]["mean"] - table[1]["mean"] if len(table) > 1 else None,
+        "lead_beyond_noise": lead_beyond_noise(table, floor),
+        "table": [
+            {
+                "config": plain_config(f["config"], SEARCHED),
+                "trial": f["trial"],
+                "seeds": f["seeds"],
+                "val_macro_auc": f["val_macro_auc"],
+                "mean": f["mean"],
+                "std": f["std"],
+                "failed": f["failed"],
+            }
+            for f in table
+        ],
     }
 
 
 def seconds_per_epoch(name: str, results: list) -> dict[str, float]:
     """The median seconds per epoch of a stage's trials (what the forecast of later stages uses)."""
     per_epoch = [
-        r.metrics["time_total_s"] / r.metrics["training_iteration"]
-        for r in results
-        if r.metrics and r.metrics.get("training_iteration")
+        epoch_seconds(r.metrics) for r in results if r.metrics and r.metrics.get("training_iteration")
     ]
     return {name: statistics.median(per_epoch)} if per_epoch else {}
 
@@ -123,7 +169,7 @@ def summary_markdown(summary: dict) -> str:
         "",
         f"Wall time: {summary['wall_seconds'] / 60:.1f} min over {summary['invocations']} invocation(s).",
         "",
-        "| leads | arm | best config | val macro-AUC | test macro-AUC (95% CI) | paper (val) | trials "
+        "| leads | arm | chosen config | val macro-AUC | test macro-AUC (95% CI) | paper (val) | trials "
         "(finished / ASHA-stopped / errored) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -138,6 +184,7 @@ def summary_markdown(summary: dict) -> str:
                 f"{paper if paper else '-'} | {r['trials']} ({r['finished']} / {r['stopped_early']} / "
                 f"{r['errored']}) |"
             )
+    lines += _finalists_markdown(summary)
     lines += ["", "Teachers (12 leads, best per embedding size, validation):", ""]
     for size, t in summary["teachers"].items():
         if "given" in t:
@@ -154,6 +201,56 @@ def summary_markdown(summary: dict) -> str:
         "and tests the gain with a paired bootstrap.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _finalists_markdown(summary: dict) -> list[str]:
+    """Each arm's finalists: their seeds' validation macro-AUCs, mean and std; the noise floor;
+    whether the choice's lead exceeds it; and the search's one-run winner beside the choice."""
+    if not summary.get("finalists"):
+        return ["", "Finalists off (--finalists 0): each arm's choice is its best single run."]
+    lines = [
+        "",
+        f"## Finalists: each arm's top {summary['finalists']} configuration(s), retrained with "
+        f"{summary['finalist_seeds']} more seed(s); the best mean is chosen",
+        "",
+        "Validation macro-AUC of each run (the first is the search's own), mean ± std. The noise floor is "
+        "the std of retraining one configuration, pooled over the finalists.",
+    ]
+    for leads, arms in summary["leads"].items():
+        for arm, r in arms.items():
+            f = r.get("finalists")
+            if not f:
+                continue
+            floor = f"{f['noise_floor']:.4f}" if f["noise_floor"] is not None else "-"
+            lines += ["", f"**{arm}-{leads}** (noise floor {floor}):", ""]
+            lines += ["| | config | runs (val macro-AUC) | mean ± std |", "|---|---|---|---|"]
+            for i, row in enumerate(f["table"]):
+                cfg = ", ".join(f"{k}={_fmt(v)}" for k, v in row["config"].items())
+                runs = ", ".join(f"{v:.4f}" for v in row["val_macro_auc"])
+                failed = f" ({row['failed']} failed)" if row["failed"] else ""
+                std = f"{row['std']:.4f}" if row["std"] is not None else "-"
+                mark = "chosen" if i == 0 else str(i + 1)
+                lines.append(f"| {mark} | {cfg} | {runs}{failed} | {row['mean']:.4f} ± {std} |")
+            lines += ["", _lead_sentence(f, r)]
+    return lines
+
+
+def _lead_sentence(f: dict, r: dict) -> str:
+    """One sentence: whether the choice is ahead beyond noise, and the search's one-run winner."""
+    winner = r["search_winner"]
+    other = ", ".join(f"{k}={_fmt(v)}" for k, v in winner["config"].items())
+    same = winner["config"] == r["best_config"]
+    won = "the search's one-run winner" if same else f"not the search's one-run winner ({other})"
+    if f["lead_beyond_noise"] is None:
+        lead = "With one finalist (or one run each) there is no runner-up to compare with."
+    elif f["lead_beyond_noise"]:
+        lead = f"Its lead over the runner-up ({f['lead']:+.4f}) exceeds retraining noise."
+    else:
+        lead = (
+            f"Its lead over the runner-up ({f['lead']:+.4f}) is within retraining noise: the two are "
+            f"not told apart at this budget."
+        )
+    return f"The choice is {won}, whose single run scored {winner['val_macro_auc']:.4f} on validation. {lead}"
 
 
 def _fmt(v) -> str:

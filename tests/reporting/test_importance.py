@@ -50,3 +50,31 @@ def test_the_one_parameter_that_matters_ranks_first_for_both_evaluators(tmp_path
     assert plot_mattered(mattered, tmp_path / "m.png") and (tmp_path / "m.png").stat().st_size > 10_000
     assert what_mattered(tmp_path / "absent.db") == {}
     assert mattered_markdown({}) == [] and not plot_mattered({}, tmp_path / "none.png")
+
+
+def test_with_a_noise_floor_what_explains_less_than_retraining_noise_is_marked(tmp_path):
+    import statistics
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    _study(storage, "student-4", trials=30)
+    scores = [p["val_macro_auc"] for p in what_mattered(tmp_path / "optuna.db")["student-4"]["points"]]
+    spread = statistics.pstdev(scores)
+    # a floor between what lr explains and what the noise parameters explain
+    arm = what_mattered(tmp_path / "optuna.db", floors={"student-4": 0.3 * spread})["student-4"]
+    assert arm["noise_floor"] == 0.3 * spread
+    for evaluator in ("fanova", "ped_anova"):
+        explained = arm["explained_std"][evaluator]
+        importance = arm["importance"][evaluator]
+        assert explained["lr"] == pytest.approx(math.sqrt(importance["lr"]) * spread)
+        within = arm["importance_within_noise"][evaluator]
+        assert within["lr"] is False and within["embedding_size"] is True, (evaluator, explained)
+    best = arm["best_val_macro_auc_per_sim"]
+    top = max(best.values())
+    assert arm["sim_within_noise"] == {s: top - v < 0.3 * spread for s, v in best.items()}
+    text = "\n".join(mattered_markdown({"student-4": arm}))
+    assert "Retraining noise (the std of validation macro-AUC over seeds, from the finalists)" in text
+    assert "| lr | " in text and "within retraining noise" in text
+    lr_row = next(line for line in text.splitlines() if line.startswith("| lr |"))
+    assert "within retraining noise" not in lr_row
+    # without finalists nothing is marked
+    assert "explained_std" not in what_mattered(tmp_path / "optuna.db")["student-4"]

@@ -260,8 +260,29 @@ def test_table_from_saved_predictions(tmp_path):
                 score = y + noise * rng.normal(size=y.shape)
                 np.savez(d / f"predictions_{split}.npz", ecg_id=np.arange(300), y_true=y, y_score=score)
             runs[name].append(d)
-    frozen = {"configs": {name: {"stage": name.split("-")[0]} for name in runs}}
+    # how the search measured its choices: the student by finalists, the baseline by one run
+    chosen = {"val_macro_auc": [0.91, 0.90, 0.905], "mean": 0.905}
+    summary = {
+        "leads": {
+            "4": {
+                "student": {"val_macro_auc": 0.91, "search_winner": {"val_macro_auc": 0.92},
+                            "finalists": {"table": [chosen]}},
+                "baseline": {"val_macro_auc": 0.88, "search_winner": {"val_macro_auc": 0.88},
+                             "finalists": None},
+            },
+            "2": {"student": {"val_macro_auc": 0.8}},
+        }
+    }  # fmt: skip
+    frozen = {"configs": {name: {"stage": name.split("-")[0]} for name in runs}, "summary": summary}
     report = build_report(runs, frozen, n_boot=100)
+    arms = report["rows"][1]["arms"]
+    assert arms["student"]["selection"] == {
+        "first_val": 0.91, "search_winner_val": 0.92, "finalist_mean": 0.905, "finalist_runs": 3
+    }  # fmt: skip
+    assert arms["baseline"]["selection"] == {
+        "first_val": 0.88, "search_winner_val": 0.88, "finalist_mean": None, "finalist_runs": 0
+    }  # fmt: skip
+    assert "selection" not in report["rows"][0]["arms"]["teacher"]
     assert [r["leads"] for r in report["rows"]] == ["12", "4"] and report["incomplete"] == ["2"]
     fig = report["rows"][1]["arms"]["student"]["test"]
     scores = [np.load(d / "predictions_test.npz")["y_score"] for d in runs["student-4"]]
@@ -285,5 +306,12 @@ def test_table_from_saved_predictions(tmp_path):
     }  # fmt: skip
     md = markdown(report)
     assert "2 leads: left out" in md and "| 4 |" in md and "Welch 95% CI" in md
+    curse = md[md.index("(the winner's curse)") :]
+    val = arms["student"]["val"]["mean"]
+    assert "| 4 | pseudo = True | 0.9100 (winner 0.9200) | 0.9050 (3) | " in curse
+    assert f"| {0.91 - val:+.4f} | {val - arms['student']['test']['mean']:+.4f} |" in curse
+    assert "| 4 | pseudo = False | 0.8800 | – | " in curse
+    flattered = [0.91 - val, 0.88 - arms["baseline"]["val"]["mean"]]
+    assert f"their first runs scored {np.mean(flattered):+.4f} on average" in md
     row4 = next(line for line in md.splitlines() if line.startswith("| 4 |"))
     assert row4.count("|") == 12  # 11 columns, the seeds' test among them

@@ -56,3 +56,12 @@ def test_every_arm_at_once_gets_a_short_part_each():
     trials[0].config["arm"] = "teacher"
     line = view.line(trials)
     assert line.endswith("teacher 0/4 (1 running) | student-4 0/4 | baseline-4 1/4"), line
+
+
+def test_the_wait_for_the_teachers_cached_embeddings_is_not_an_epoch_cost():
+    from raysearch.searching.progress import epoch_seconds
+
+    computed = {"training_iteration": 8, "time_total_s": 440.0, "teacher_cache_seconds": 400.0}
+    assert epoch_seconds(computed) == 5.0  # not 55 s per epoch: the forecast would be 11x too long
+    assert epoch_seconds({"training_iteration": 4, "time_total_s": 20.0}) == 5.0
+    assert epoch_seconds({"training_iteration": 0, "time_total_s": 3.0}) == 0.0

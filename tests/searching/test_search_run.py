@@ -488,3 +488,91 @@ def test_a_search_writes_nothing_into_the_home_folder(ray_env, synthetic_ptbxl, 
     )
     assert sorted(p.relative_to(home).as_posix() for p in home.rglob("*")) == []
     assert not any(Path(env["RAY_TMPDIR"]).iterdir())  # the local Ray's folder removed at the end
+
+
+def test_finalists_choose_by_seed_means_resume_after_a_kill_and_serve_the_report(ray_env, synthetic_ptbxl):
+    from raysearch.searching.finalists import finalist_seeds
+
+    env, space, storage = ray_env
+    space.write_text(micro(epochs=6, grace=6))  # no trial stopped early: each may be a finalist
+    args = ("--leads", "4", "--trials", "3", "--no-baseline", "--max-concurrent", "1")
+    args += ("--finalists", "2", "--finalist-seeds", "2")
+    proc = start_search(env, space, storage, synthetic_ptbxl, *args)
+    run_dir = storage / "run"
+    wait_for(
+        proc,
+        lambda: len(finished_trials(run_dir, "student-4-finalists", 6)) >= 1,
+        what="a finished finalist trial",
+    )
+    os.killpg(proc.pid, signal.SIGKILL)  # during the finalists: the driver and everything it started
+    proc.wait()
+    kill_matching(env["RAY_TMPDIR"])
+    done_before = {
+        d.name: (d / "result.json").read_text() for d in finished_trials(run_dir, "student-4-finalists", 6)
+    }
+    assert len(done_before) < 4 and not (run_dir / "summary.json").exists()
+
+    refused = start_search(env, space, storage, synthetic_ptbxl, *args, "--finalists", "1", "--resume")
+    out, _ = refused.communicate(timeout=300)
+    assert refused.returncode == 2 and "--finalists 1 (the run's: 2)" in out, out
+
+    finish(start_search(env, space, storage, synthetic_ptbxl, *args, "--resume"))
+    after = {
+        d.name: (d / "result.json").read_text()
+        for d in trial_dirs(run_dir, "student-4-finalists")
+        if (d / "result.json").is_file() and (d / "result.json").stat().st_size
+    }
+    for name, text in done_before.items():
+        assert after[name] == text  # finished finalists were kept, not rerun
+    retrained = [json.loads(text.splitlines()[-1])["config"] for text in after.values()]
+    pairs = {(c["finalist_of"], c["seed"]) for c in retrained}
+    assert len(retrained) == len(pairs) == 4  # two configurations x two seeds, none twice
+    seeds = finalist_seeds(0, 2)
+    assert {seed for _, seed in pairs} == set(seeds)
+
+    summary = json.loads((run_dir / "summary.json").read_text())
+    student = summary["leads"]["4"]["student"]
+    f = student["finalists"]
+    assert [row["seeds"] for row in f["table"]] == [[0, *seeds], [0, *seeds]]
+    means = [row["mean"] for row in f["table"]]
+    assert means == sorted(means, reverse=True) and student["best_config"] == f["table"][0]["config"]
+    first_runs = sorted(json.loads(d.joinpath("result.json").read_text().splitlines()[-1])["val_macro_auc"]
+                        for d in trial_dirs(run_dir, "student-4") if "finalists" not in d.name)  # fmt: skip
+    assert student["search_winner"]["val_macro_auc"] == first_runs[-1]  # the one-run winner, kept beside
+    assert f["noise_floor"] > 0 and isinstance(f["lead_beyond_noise"], bool)
+    assert "## Finalists" in (run_dir / "summary.md").read_text()
+    assert sorted(p.name for p in (run_dir / "best" / "student-4" / "seeds").iterdir()) == [
+        f"seed{s}" for s in seeds
+    ]
+
+    # the report's first two seeds are the finalists': evaluated, not trained again
+    report = subprocess.run(
+        [sys.executable, "-m", "raysearch", "report", str(run_dir), "--seeds", "2", "--num-cpus", "2"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    said = report.stdout + report.stderr
+    assert "2 run(s) of the same configuration and seed reused" in said
+    assert "training 2 run(s)" in said  # the teacher's only
+    for seed, score in zip(seeds, f["table"][0]["val_macro_auc"][1:], strict=True):
+        metrics = json.loads(
+            (run_dir / "report" / "runs" / f"student-4-seed{seed}" / "metrics.json").read_text()
+        )
+        assert metrics["val_macro_auc"] == score
+    # what a search without finalists would have chosen: the best first run, reported beside
+    report = subprocess.run(
+        [sys.executable, "-m", "raysearch", "report", str(run_dir), "--seeds", "2", "--num-cpus", "2",
+         "--chosen-by", "first-run"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert report.returncode == 0, report.stdout[-3000:] + report.stderr[-3000:]
+    frozen = json.loads((run_dir / "report-first-run" / "configs.json").read_text())
+    assert frozen["chosen_by"] == "first-run"
+    winner = frozen["configs"]["student-4"]
+    assert {k: winner[k] for k in student["search_winner"]["config"]} == student["search_winner"]["config"]
+    assert (run_dir / "report-first-run.md").is_file() and (run_dir / "report.md").is_file()
+    same = student["search_winner"]["config"] == student["best_config"]
+    reused = 4 if same else 2  # the teacher's runs, and the student's when it is the same choice
+    assert f"{reused} run(s) of the same configuration and seed reused" in report.stdout + report.stderr
+    # (with --no-baseline the table has no 4-lead row: the winner's curse table is tested in
+    # tests/reporting/test_selection.py)
