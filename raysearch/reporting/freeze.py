@@ -11,7 +11,7 @@ from pathlib import Path
 
 from raysearch.errors import UserError
 from raysearch.files import write_text
-from raysearch.training.checkpoint import load_checkpoint
+from raysearch.training.checkpoint import load_checkpoint, teacher_checkpoint
 from raysearch.training.config import stored_config
 
 TEACHER = "teacher-12"  # the report's name for the 12-lead row's run
@@ -40,7 +40,8 @@ def freeze(run_dir: Path, location: str | None = None, chosen_by: str | None = N
     teacher_dirs = {}
     for size, t in summary["teachers"].items():
         saved = run_dir / "teachers" / size
-        teacher_dirs[int(size)] = str(saved if saved.is_dir() else Path(t["given"]))
+        # a given --teacher may have been a search's RUN_DIR: its teachers/SIZE is the checkpoint
+        teacher_dirs[int(size)] = str(saved if saved.is_dir() else teacher_checkpoint(t["given"]))
     # the 12-lead row: the teacher the search rated best on validation (a given one has no score)
     best = max(summary["teachers"], key=lambda s: summary["teachers"][s].get("val_macro_auc", -1.0))
     configs = {TEACHER: load_checkpoint(teacher_dirs[int(best)]).config}

@@ -111,8 +111,8 @@ def run_seeds(options: ReportOptions, run_dir: RunDir, frozen: dict, data, seeds
         cluster.put_teachers({int(size): load_checkpoint(path) for size, path in frozen["teachers"].items()})
         trial_set = seed_trials(frozen, todo, cluster.trial_constants())
         log.info(
-            f"report: training {len(todo)} run(s) ({len(seeds)} seed(s) x {len(frozen['configs'])} "
-            f"arms) as Tune run {trial_set.name}"
+            f"report: training {len(todo)} run(s) of {len(seeds) * len(frozen['configs'])} ({len(seeds)} "
+            f"seed(s) x {len(frozen['configs'])} arms; the others exist) as Tune run {trial_set.name}"
         )
         hint = "run the same report command again to continue"
         results = run_experiment(trial_set, cluster, run_dir, resume=True, resume_hint=hint)

@@ -112,6 +112,11 @@ def load_checkpoint(path: str | os.PathLike) -> SavedNetwork:
 def load_teacher(path: str | os.PathLike) -> SavedNetwork:
     """`--teacher PATH`: a checkpoint, or a search's RUN_DIR whose teachers/ holds one embedding
     size (with several, the error names them: each is its own checkpoint, teachers/SIZE)."""
+    return load_checkpoint(teacher_checkpoint(path))
+
+
+def teacher_checkpoint(path: str | os.PathLike) -> Path:
+    """Where `--teacher PATH`'s checkpoint is: PATH, or RUN_DIR/teachers/SIZE of a search's RUN_DIR."""
     path = Path(path)
     if path.is_dir() and not (path / "model.pt").exists():
         sizes = sorted(p.name for p in (path / "teachers").glob("*") if (p / "model.pt").is_file())
@@ -122,7 +127,7 @@ def load_teacher(path: str | os.PathLike) -> SavedNetwork:
             )
         if sizes:
             path = path / "teachers" / sizes[0]
-    return load_checkpoint(path)
+    return path
 
 
 def check_teacher(teacher: SavedNetwork, source: str, embedding_size: int | None = None) -> None:
