@@ -77,12 +77,15 @@ def import_net(saved: SavedNetwork, source: str = "checkpoint") -> ContrastiveNe
 
 
 def save_checkpoint(run_dir: str | os.PathLike, saved: SavedNetwork) -> Path:
-    """Write `model.pt` (the state dict) and `config.json` (stage, model config, data stats)."""
+    """Write `model.pt` (the state dict) and `config.json` (stage, model config, data stats, and the
+    per-epoch history when known)."""
     run_dir = Path(run_dir)
     write_with(run_dir / "model.pt", lambda tmp: torch.save(saved.weights, tmp))
-    meta = {"config": saved.config, "model_config": saved.model_config}
+    meta: dict = {"config": saved.config, "model_config": saved.model_config}
     if saved.data is not None:
         meta["data"] = saved.data
+    if saved.history:  # per-epoch metrics: a kept run's training time and curve, read back by a report
+        meta["history"] = saved.history
     write_text(run_dir / "config.json", json.dumps(meta, indent=1))
     return run_dir / "model.pt"
 
@@ -106,7 +109,7 @@ def load_checkpoint(path: str | os.PathLike) -> SavedNetwork:
     if not isinstance(meta, dict) or "model_config" not in meta or not isinstance(state, dict):
         raise UserError(f"{config}: not a raysearch checkpoint config")
     settings = stored_config(meta["config"], str(config))
-    return SavedNetwork(settings, meta["model_config"], meta.get("data"), state)
+    return SavedNetwork(settings, meta["model_config"], meta.get("data"), state, meta.get("history") or [])
 
 
 def load_teacher(path: str | os.PathLike) -> SavedNetwork:

@@ -40,6 +40,11 @@ def test_round_trip_keeps_weights_config_and_data_stats(tmp_path, synthetic_ptbx
     with torch.no_grad():
         assert torch.equal(net.eval()(x, meta)[1], again(x, meta)[1])
     assert json.loads((tmp_path / "run" / "config.json").read_text())["data"] == blob.data
+    assert blob.history == []  # none known: none written
+    kept = export_net(net, cfg, data)
+    kept.history = [{"epoch": 1, "val_macro_auc": 0.7, "epoch_seconds": 3.0}]
+    save_checkpoint(tmp_path / "kept", kept)  # a finalist's run, kept for the report: its curve too
+    assert load_checkpoint(tmp_path / "kept").history == kept.history
 
 
 def test_what_is_not_ours_is_a_one_line_error(tmp_path):
