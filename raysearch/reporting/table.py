@@ -64,16 +64,19 @@ def arm_figures(runs: list[Path], loaded: dict, n_boot: int) -> ArmFigures:
     return out
 
 
-def selection_figures(summary: dict, leads: str, arm: str) -> dict:
-    """How the search measured the chosen configuration before the report retrained it: the
+def selection_figures(summary: dict, leads: str, arm: str, chosen_by: str = "finalists") -> dict:
+    """How the search measured the reported configuration before the report retrained it: the
     validation macro-AUC of its first run (the one it was ranked by), of the search's one-run
-    winner, and its finalists' mean over their runs (None without finalists)."""
+    winner, and its finalists' mean over their runs (None without finalists). `chosen_by`
+    "first-run": the reported configuration is the one-run winner (itself a finalist)."""
     r = summary["leads"][leads][arm]
     winner = r.get("search_winner", {}).get("val_macro_auc", r["val_macro_auc"])
     f = r.get("finalists")
     if not f or not f["table"]:
         return {"first_val": winner, "search_winner_val": winner, "finalist_mean": None, "finalist_runs": 0}
     chosen = f["table"][0]
+    if chosen_by == "first-run":  # the finalist whose first run won the search
+        chosen = max(f["table"], key=lambda row: row["val_macro_auc"][0])
     return {
         "first_val": chosen["val_macro_auc"][0],
         "search_winner_val": winner,
@@ -111,7 +114,8 @@ def build_report(
             figures = arm_figures(runs[a], loaded[a], n_boot)
             figures["config"] = frozen["configs"][a]
             if leads != "12" and "summary" in frozen:
-                figures["selection"] = selection_figures(frozen["summary"], leads, a.split("-")[0])
+                chosen_by = frozen.get("chosen_by", "finalists")
+                figures["selection"] = selection_figures(frozen["summary"], leads, a.split("-")[0], chosen_by)
             _, y_test, scores = loaded[a]["test"]
             figures["operating"] = operating_figures(points[a], y_test, np.mean(scores, axis=0), n_boot)
             row["arms"][a.split("-")[0]] = figures

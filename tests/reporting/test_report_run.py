@@ -262,11 +262,12 @@ def test_table_from_saved_predictions(tmp_path):
             runs[name].append(d)
     # how the search measured its choices: the student by finalists, the baseline by one run
     chosen = {"val_macro_auc": [0.91, 0.90, 0.905], "mean": 0.905}
+    winner = {"val_macro_auc": [0.92, 0.88, 0.89], "mean": 0.8967}  # the one-run winner, a finalist
     summary = {
         "leads": {
             "4": {
                 "student": {"val_macro_auc": 0.91, "search_winner": {"val_macro_auc": 0.92},
-                            "finalists": {"table": [chosen]}},
+                            "finalists": {"table": [chosen, winner]}},
                 "baseline": {"val_macro_auc": 0.88, "search_winner": {"val_macro_auc": 0.88},
                              "finalists": None},
             },
@@ -283,6 +284,10 @@ def test_table_from_saved_predictions(tmp_path):
         "first_val": 0.88, "search_winner_val": 0.88, "finalist_mean": None, "finalist_runs": 0
     }  # fmt: skip
     assert "selection" not in report["rows"][0]["arms"]["teacher"]
+    # a report of the one-run winners (--chosen-by first-run) describes the winner's runs
+    assert table.selection_figures(summary, "4", "student", "first-run") == {
+        "first_val": 0.92, "search_winner_val": 0.92, "finalist_mean": 0.8967, "finalist_runs": 3
+    }  # fmt: skip
     assert [r["leads"] for r in report["rows"]] == ["12", "4"] and report["incomplete"] == ["2"]
     fig = report["rows"][1]["arms"]["student"]["test"]
     scores = [np.load(d / "predictions_test.npz")["y_score"] for d in runs["student-4"]]
