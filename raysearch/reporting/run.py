@@ -26,9 +26,10 @@ from raysearch.reporting.options import ReportOptions
 from raysearch.reporting.plots import plot, plot_calibration, plot_mattered
 from raysearch.reporting.seeds import run_seeds, single_seed
 from raysearch.reporting.table import build_report
+from raysearch.searching.finalists import finalist_seeds
 from raysearch.searching.options import ClusterOptions
 from raysearch.searching.rundir import RunDir
-from raysearch.training.config import TrainConfig, derived_seed
+from raysearch.training.config import TrainConfig
 from raysearch.training.embeddings import teacher_source
 from raysearch.training.operating import check_rule
 
@@ -74,7 +75,7 @@ def _tables(options: ReportOptions, run_dir: RunDir, frozen: dict, digest: str, 
     require_answerable(data)
     data.test_sealed = True  # opened by the steps below, each after configs.json exists
     k = options.seeds
-    seeds = [derived_seed(frozen["search_seed"], 1 + i) for i in range(k)] if k else [frozen["search_seed"]]
+    seeds = finalist_seeds(frozen["search_seed"], k) if k else [frozen["search_seed"]]
     if k:
         run_seeds(options, run_dir, frozen, data, seeds)
         runs = {name: [out / "runs" / f"{name}-seed{s}" for s in seeds] for name in frozen["configs"]}

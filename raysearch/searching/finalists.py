@@ -8,7 +8,7 @@ S further seeds at the full budget, as another arm of the same Tune experiment
 finalist with the best mean over its runs (its first run included).
 
     finalists = finalist_trials(student_4, k=2, seeds=[1, 2, 3])   # a TrialSet
-    table = finalist_table(arm_results, finalist_results, epochs)   # summary.json's "finalists"
+    table = finalist_table(arm_results, finalist_results, epochs, search_seed)   # summary.json's
 
 The seeds are the report's (`derived_seed(search seed, 1..S)`), so `report --seeds` reuses the
 chosen finalist's runs instead of training them again.
@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from raysearch.searching.experiment import TrialSet, epochs_run
+from raysearch.searching.experiment import TrialSet, epochs_run, sort_trials
 from raysearch.searching.searchers import FixedSearcher
 from raysearch.training.config import METRIC, MODE, derived_seed
 
@@ -32,7 +32,8 @@ def finalists_arm(arm: str) -> str:
 
 
 def finalist_seeds(search_seed: int, count: int) -> list[int]:
-    """The seeds finalists are retrained with: the first `count` of the report's seeds."""
+    """The seeds configurations are retrained with, by finalists and by the report (which calls
+    this too): the same seeds, so the report reuses the finalists' runs."""
     return [derived_seed(search_seed, 1 + i) for i in range(count)]
 
 
@@ -69,12 +70,8 @@ def finalist_trials(arm: TrialSet, k: int, seeds: list[int]) -> TrialSet:
     searcher = FinalistSearcher(k, seeds, arm.epochs)
 
     def expected(results: list) -> int:  # fewer when fewer than k of the arm's trials ran every epoch
-        finished = [
-            r
-            for r in results
-            if r.config.get("arm") == arm.name and r.error is None and epochs_run(r.metrics) == arm.epochs
-        ]
-        return searcher.planned(len(finished))
+        mine = [r for r in results if r.config.get("arm") == arm.name]
+        return searcher.planned(len(sort_trials(mine, arm.epochs)["finished"]))
 
     return TrialSet(finalists_arm(arm.name), {}, k * len(seeds), arm.epochs, searcher, expected=expected)
 
@@ -89,10 +86,7 @@ def finalist_table(arm_results: list, finalist_results: list, epochs: int, searc
     table = []
     for trial_id, runs in by_first.items():
         origin = first[trial_id]
-        done = sorted(
-            (r for r in runs if r.error is None and epochs_run(r.metrics) == epochs),
-            key=lambda r: int(r.config["seed"]),
-        )
+        done = sorted(sort_trials(runs, epochs)["finished"], key=lambda r: int(r.config["seed"]))
         scores = [float(origin.metrics[METRIC])] + [float(r.metrics[METRIC]) for r in done]
         table.append(
             {
